@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates schemas/generated/ from schemas/tflite.fbs (and schemas/onnx.proto, see below).
+# Regenerates schemas/generated/ from schemas/tflite.fbs (flatc) and schemas/onnx.proto (pbjs + gen-onnx-descriptor.mjs).
 # Fails loudly: any missing tool or compiler error stops the script with a non-zero exit.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,3 +36,27 @@ mv "$gen_dir" "$out/tflite"
 count=$(find "$out/tflite" -name '*.ts' | wc -l)
 if [ "$count" -lt 100 ]; then echo "schemas: expected the tflite schema to yield >100 files, got $count" >&2; exit 1; fi
 echo "schemas: tflite -> $count TypeScript files in schemas/generated/tflite"
+
+# ONNX: schemas/onnx.proto -> pbjs JSON descriptor -> schemas/generated/onnx/onnx-descriptor.ts.
+# pbjs comes from the protobufjs-cli dev dependency; --no-install keeps npx from downloading it.
+root="$(cd "$here/.." && pwd)"
+if [ ! -x "$root/node_modules/.bin/pbjs" ]; then
+  echo "schemas: pbjs not found in node_modules/.bin. Run npm install (protobufjs-cli is a dev dependency)" >&2
+  exit 1
+fi
+(cd "$root" && npx --no-install pbjs -t json --keep-case "$here/onnx.proto") > "$work/onnx.json"
+if [ ! -s "$work/onnx.json" ]; then echo "schemas: pbjs wrote an empty descriptor for onnx.proto" >&2; exit 1; fi
+
+# Written into the scratch folder first, so a failed run leaves the committed output untouched.
+onnx_ts="$work/onnx-descriptor.ts"
+(cd "$root" && node "$here/gen-onnx-descriptor.mjs" "$work/onnx.json" "$onnx_ts")
+if [ ! -s "$onnx_ts" ]; then echo "schemas: $onnx_ts is missing or empty" >&2; exit 1; fi
+for name in ModelProto GraphProto TensorProto SparseTensorProto TensorProto_DataType; do
+  if ! grep -qE "^export const ${name}(Field|Descriptor)? = " "$onnx_ts"; then
+    echo "schemas: $onnx_ts does not export $name" >&2; exit 1
+  fi
+done
+rm -rf "$out/onnx"
+mkdir -p "$out/onnx"
+mv "$onnx_ts" "$out/onnx/onnx-descriptor.ts"
+echo "schemas: onnx -> schemas/generated/onnx/onnx-descriptor.ts ($(wc -l < "$out/onnx/onnx-descriptor.ts") lines)"

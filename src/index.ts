@@ -1,1 +1,42 @@
-export {};
+/**
+ * prunepack's public library API. Everything the command line does is one call here.
+ */
+import { plugins } from '../converters/index.js';
+import { detectPlugin } from './detect.js';
+import { PrunepackError } from './errors.js';
+import { readModelSource } from './io/files.js';
+import type { Model } from './model/types.js';
+import type { FormatPlugin, ModelSource } from './plugin.js';
+
+export { PrunepackError, isPrunepackError, type ErrorCode } from './errors.js';
+export type { Model, WeightTensor, WeightConsumer, Quantization } from './model/types.js';
+export type { DType } from './model/dtype.js';
+export type { FormatPlugin, FormatDescriptor, ModelSource } from './plugin.js';
+export { inspectModel, type InspectReport, type InspectWeight } from './inspect.js';
+export { countZeros } from './model/zeros.js';
+export { plugins } from '../converters/index.js';
+
+/** Reads a model from bytes (format detected from magic bytes, then `path`'s extension). */
+export function readModel(source: ModelSource): { model: Model; plugin: FormatPlugin } {
+  const plugin = detectPlugin(plugins, source.bytes, source.path);
+  return { model: plugin.read(source), plugin };
+}
+
+/** Reads a model file from disk. */
+export function openModel(file: string): { model: Model; plugin: FormatPlugin; source: ModelSource } {
+  const source = readModelSource(file);
+  return { ...readModel(source), source };
+}
+
+/** Writes `model` for `target` using the plugin that read it. */
+export function writeModel(model: Model, target: string): Uint8Array {
+  const plugin = plugins.find((p) => p.id === model.format);
+  const writer = plugin?.targets[target];
+  if (!plugin || !writer) {
+    const available = plugin ? Object.keys(plugin.targets).join(', ') : 'none';
+    throw new PrunepackError('UNSUPPORTED', `cannot write a ${model.format} model as ${target}`, {
+      expected: `one of: ${available}`, found: target,
+    });
+  }
+  return writer(model);
+}

@@ -19,6 +19,8 @@ export interface WeightConsumer {
   subgraph: number;
   /** Which input of the operator the weight feeds (0-based). */
   operand: number;
+  /** Representation-only operators the weight passes through first (DENSIFY, DEQUANTIZE). */
+  via?: string[];
 }
 
 /**

@@ -1,0 +1,5 @@
+/** The explicit plugin list. Detection tries magic bytes in this order, then extensions. */
+import type { FormatPlugin } from '../src/plugin.js';
+import { tflitePlugin } from './tflite/index.js';
+
+export const plugins: readonly FormatPlugin[] = [tflitePlugin];

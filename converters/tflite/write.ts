@@ -1,0 +1,127 @@
+/**
+ * TFLite writer. The flatbuffer proper (operators, tensors, signatures, metadata) is built
+ * with the generated object API; buffer bytes are never copied into the builder. They are
+ * appended after the flatbuffer and referenced with forward offsets, each 16-byte aligned:
+ *   - models under 2 GB: Buffer.data is an ordinary [ubyte] vector that happens to lie past
+ *     the end of the flatbuffer tables (flatbuffer offsets only point forward, so this is a
+ *     valid layout for every reader);
+ *   - larger models: Buffer.offset / Buffer.size, counted from the start of the file, as the
+ *     official converter writes them.
+ * The result is a layout (small metadata + views of the weight bytes) that is either
+ * assembled into one array or streamed to a file without a second full copy.
+ */
+import * as flatbuffers from 'flatbuffers';
+import { Buffer as FbBuffer } from '../../schemas/generated/tflite/tflite/buffer.js';
+import { Model as FbModel } from '../../schemas/generated/tflite/tflite/model.js';
+import { PrunepackError } from '../../src/errors.js';
+import type { TfliteDocument } from './document.js';
+
+/** Flatbuffers address space: offsets are signed 32-bit. */
+const FLATBUFFER_LIMIT = 2 ** 31 - 1;
+const DATA_ALIGNMENT = 16;
+
+export interface TfliteLayout {
+  /** The flatbuffer tables; its length is a multiple of 16. */
+  head: Uint8Array;
+  /** Weight bytes to place at absolute file positions after `head`, in ascending order. */
+  pieces: Array<{ position: number; bytes: Uint8Array }>;
+  totalSize: number;
+  /** True when buffers are addressed with Buffer.offset/size (models over 2 GB). */
+  offsetBuffers: boolean;
+}
+
+export interface TfliteWriteOptions {
+  /** Address buffers with Buffer.offset/size even below 2 GB (tests, and runtimes that mmap). */
+  forceOffsetBuffers?: boolean;
+}
+
+export function layoutTflite(doc: TfliteDocument, options: TfliteWriteOptions = {}): TfliteLayout {
+  for (const [s, sg] of doc.model.subgraphs.entries()) {
+    for (const [o, op] of sg.operators.entries()) {
+      if (op.largeCustomOptionsSize > 0n) {
+        throw new PrunepackError('UNSUPPORTED', 'operators with large custom options (stored past the flatbuffer) cannot be rewritten yet', {
+          format: 'tflite', location: `subgraph ${s} operator ${o}`,
+        });
+      }
+    }
+  }
+  const dataBytes = doc.buffers.reduce((sum, b) => sum + (b.hasData ? b.byteLength + DATA_ALIGNMENT + 4 : 0), 0);
+  const offsetBuffers = options.forceOffsetBuffers === true || dataBytes > FLATBUFFER_LIMIT - (64 << 20);
+
+  // Positions of each buffer's bytes relative to the end of the flatbuffer tables.
+  // Inline vectors need a 4-byte length prefix right before the (aligned) data.
+  const relative: number[] = new Array(doc.buffers.length).fill(-1);
+  let cursor = 0;
+  doc.buffers.forEach((b, i) => {
+    if (!b.hasData) return;
+    const prefix = offsetBuffers ? 0 : 4;
+    cursor += (DATA_ALIGNMENT - ((cursor + prefix) % DATA_ALIGNMENT)) % DATA_ALIGNMENT;
+    relative[i] = cursor + prefix; // where the data starts
+    cursor += prefix + b.byteLength;
+  });
+  const appendedLength = cursor;
+
+  const builder = new flatbuffers.Builder(1 << 16);
+  builder.prep(DATA_ALIGNMENT, 0); // minalign 16: the finished head length is a multiple of 16
+  const offsetFieldsFromEnd: Array<{ fromEnd: number; buffer: number }> = [];
+  const bufferTables = doc.buffers.map((b, i) => {
+    FbBuffer.startBuffer(builder);
+    if (relative[i]! >= 0) {
+      if (offsetBuffers) {
+        FbBuffer.addSize(builder, BigInt(b.byteLength));
+        FbBuffer.addOffset(builder, 2n); // patched below once the head's length is known
+        offsetFieldsFromEnd.push({ fromEnd: builder.offset(), buffer: i });
+      } else {
+        // A negative builder offset names a position past the end of the finished buffer.
+        FbBuffer.addData(builder, -(relative[i]! - 4));
+      }
+    }
+    return FbBuffer.endBuffer(builder);
+  });
+
+  const m = doc.model;
+  const operatorCodes = FbModel.createOperatorCodesVector(builder, builder.createObjectOffsetList(m.operatorCodes));
+  const subgraphs = FbModel.createSubgraphsVector(builder, builder.createObjectOffsetList(m.subgraphs));
+  const description = m.description !== null ? builder.createString(m.description) : 0;
+  const buffers = FbModel.createBuffersVector(builder, bufferTables);
+  const metadataBuffer = FbModel.createMetadataBufferVector(builder, m.metadataBuffer);
+  const metadata = FbModel.createMetadataVector(builder, builder.createObjectOffsetList(m.metadata));
+  const signatureDefs = FbModel.createSignatureDefsVector(builder, builder.createObjectOffsetList(m.signatureDefs));
+  const externalBufferGroups = FbModel.createExternalBufferGroupsVector(builder, builder.createObjectOffsetList(m.externalBufferGroups));
+  const externalBuffers = FbModel.createExternalBuffersVector(builder, builder.createObjectOffsetList(m.externalBuffers));
+  const root = FbModel.createModel(builder, m.version, operatorCodes, subgraphs, description, buffers, metadataBuffer,
+    metadata, signatureDefs, externalBufferGroups, externalBuffers);
+  builder.finish(root, 'TFL3');
+  const head = builder.asUint8Array();
+  if (head.length % DATA_ALIGNMENT !== 0) throw new Error(`internal: flatbuffer head not aligned (${head.length})`);
+  if (!offsetBuffers && head.length + appendedLength > FLATBUFFER_LIMIT) {
+    throw new Error('internal: inline layout exceeds 2 GB');
+  }
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  for (const { fromEnd, buffer } of offsetFieldsFromEnd) {
+    view.setBigUint64(head.length - fromEnd, BigInt(head.length + relative[buffer]!), true);
+  }
+  const pieces: TfliteLayout['pieces'] = [];
+  doc.buffers.forEach((b, i) => {
+    if (relative[i]! < 0) return;
+    if (!offsetBuffers) {
+      const prefix = new Uint8Array(4);
+      new DataView(prefix.buffer).setUint32(0, b.byteLength, true);
+      pieces.push({ position: head.length + relative[i]! - 4, bytes: prefix });
+    }
+    pieces.push({ position: head.length + relative[i]!, bytes: b.bytes });
+  });
+  return { head, pieces, totalSize: head.length + appendedLength, offsetBuffers };
+}
+
+/** Assemble a layout into one array (for models that fit in memory twice). */
+export function assembleLayout(layout: TfliteLayout): Uint8Array {
+  const out = new Uint8Array(layout.totalSize);
+  out.set(layout.head, 0);
+  for (const piece of layout.pieces) out.set(piece.bytes, piece.position);
+  return out;
+}
+
+export function writeTflite(doc: TfliteDocument, options: TfliteWriteOptions = {}): Uint8Array {
+  return assembleLayout(layoutTflite(doc, options));
+}

@@ -1,0 +1,24 @@
+import type { Model } from './model/types.js';
+
+/** Describes a format: how to recognise it. Kept apart from parsing code. */
+export interface FormatDescriptor {
+  id: string;
+  name: string;
+  extensions: string[];
+  /** True when the first bytes look like this format (magic bytes). */
+  sniff(head: Uint8Array): boolean;
+}
+
+/** Where a model came from: the bytes, and (for multi-file formats) its path. */
+export interface ModelSource {
+  bytes: Uint8Array;
+  path?: string;
+  fileSize?: number;
+  readRange?: (offset: number, length: number) => Uint8Array;
+}
+
+export interface FormatPlugin extends FormatDescriptor {
+  read(source: ModelSource): Model;
+  /** Writers by target name; each turns a model read by this plugin into bytes. */
+  targets: Record<string, (model: Model) => Uint8Array>;
+}
