@@ -21,6 +21,6 @@ export function densifyTfliteValues(stored: Uint8Array, dtype: DType, shape: num
   }
   const values = typedView(dtype, stored);
   if (!values) throw new PrunepackError('UNSUPPORTED', `sparse tensors of type ${dtype} are not supported`, { format: 'tflite', location: where });
-  const dense = denseFromSparsity(values as never, shape, params);
+  const dense = denseFromSparsity(values, shape, params);
   return new Uint8Array(dense.buffer, dense.byteOffset, dense.byteLength);
 }

@@ -1,0 +1,92 @@
+/**
+ * `npm run bench`: every benchmark prints ratios against a baseline measured in the same
+ * process on the same data. Peak memory is measured in a fresh child process per case
+ * (process.resourceUsage().maxRSS), as a ratio to the model size. Results go to
+ * bench/results.json. Environment: BENCH_SCALE=0.1 shrinks every input (quick runs).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { generateTfliteModel, plainReadWrite, prunepackReadWrite, scratchPaths } from './tflite-io.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const scale = Number(process.env.BENCH_SCALE ?? '1');
+const MB = 1024 * 1024;
+
+function time(fn: () => void, repeats = 3): number {
+  let best = Infinity;
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    fn();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
+/** Runs one case in a fresh process and returns its peak RSS in bytes. */
+function peakRss(caseName: string, ...args: string[]): number {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', caseName, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`child ${caseName} failed: ${r.stderr}`);
+  return Number(JSON.parse(r.stdout.trim().split('\n').pop()!).maxRss);
+}
+
+async function child(caseName: string, args: string[]): Promise<void> {
+  if (caseName === 'baseline') plainReadWrite(args[0]!, args[1]!);
+  else if (caseName === 'tflite-rw') prunepackReadWrite(args[0]!, args[1]!);
+  else if (caseName === 'generate') { console.log(JSON.stringify({ size: generateTfliteModel(args[0]!, Number(args[1])) })); return; }
+  else if (caseName === 'idle') { /* Node's own footprint */ }
+  else throw new Error(`unknown case ${caseName}`);
+  console.log(JSON.stringify({ maxRss: process.resourceUsage().maxRSS * 1024 }));
+}
+
+interface Row { benchmark: string; metric: string; value: number; target?: string }
+
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prunepack-bench-'));
+  try {
+    // 1. TFLite read + write of a generated ~200 MB model.
+    // Children inherit the parent's peak RSS on Linux (fork copies it), so every child runs
+    // before this process holds anything large: generation and memory cases first, timing last.
+    const paths = scratchPaths(dir);
+    const generated = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', 'generate', paths.model, String(200 * MB * scale)], { encoding: 'utf8' });
+    if (generated.status !== 0) throw new Error(generated.stderr);
+    const size = Number(JSON.parse(generated.stdout.trim()).size);
+    const idle = peakRss('idle');
+    const baseRss = peakRss('baseline', paths.model, paths.copy);
+    const ourRss = peakRss('tflite-rw', paths.model, paths.out);
+    const baseline = time(() => plainReadWrite(paths.model, paths.copy));
+    const ours = time(() => prunepackReadWrite(paths.model, paths.out));
+    rows.push(
+      { benchmark: 'tflite read+write', metric: 'model bytes', value: size },
+      { benchmark: 'tflite read+write', metric: 'time / fs read+write', value: ours / baseline, target: '<= 3' },
+      { benchmark: 'tflite read+write', metric: 'peak RSS / model size', value: ourRss / size, target: '<= 2' },
+      { benchmark: 'tflite read+write', metric: 'peak RSS above idle node / model size', value: (ourRss - idle) / size },
+      { benchmark: 'tflite read+write', metric: 'baseline peak RSS / model size', value: baseRss / size },
+    );
+
+    // 2. Sparsity analysis and codecs (when built).
+    const sparsity = await import('./sparsity.js').catch(() => null);
+    if (sparsity?.benchSparsity) {
+      const result = await sparsity.benchSparsity(Math.round(256 * MB * scale));
+      for (const [metric, value] of Object.entries(result)) rows.push({ benchmark: 'sparsity 256 MB float32, 80% zeros', metric, value: value as number });
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  const width = Math.max(...rows.map((r) => `${r.benchmark}: ${r.metric}`.length));
+  for (const r of rows) {
+    const v = Number.isInteger(r.value) ? r.value.toLocaleString('en-US') : r.value.toFixed(3);
+    console.log(`${`${r.benchmark}: ${r.metric}`.padEnd(width)}  ${v.padStart(14)}${r.target ? `  (target ${r.target})` : ''}`);
+  }
+  const results = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, scale, rows };
+  fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  console.log('written bench/results.json');
+}
+
+const argv = process.argv.slice(2);
+if (argv[0] === '--child') await child(argv[1]!, argv.slice(2));
+else await main();
