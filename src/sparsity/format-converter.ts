@@ -1,0 +1,496 @@
+/**
+ * TFLite sparse-tensor format conversion (dense <-> dim-metadata), with the semantics of TFLite's
+ * reference FormatConverter (tensorflow/lite/kernels/internal/utils/sparsity_format_converter.cc),
+ * reimplemented as two flat, iterative passes over typed arrays:
+ *   pass 1 counts the stored positions of every sparse level, so every array is allocated once;
+ *   pass 2 fills indices, segment counts and values.
+ * Differences from the reference, on purpose: a block size that does not divide its dimension is
+ * rejected (the reference silently drops the tail), and so are unsorted block maps, which the
+ * reference misreads.
+ */
+import { PrunepackError } from '../errors.js';
+import type { DType, NumericArray } from '../model/dtype.js';
+import type { DimensionMetadata, IndexVector, SparsityParams } from './types.js';
+import { verifySparsity } from './verify-sparsity.js';
+
+export type LevelFormat = 'DENSE' | 'SPARSE_CSR';
+
+/**
+ * How to decide that an element is zero: a predicate on the element's flat (row-major) index
+ * (called once per element in each of the two passes, so it must be pure), or
+ * the element's dtype. Default: `value === 0` (so -0.0 is zero and NaN never is; BigInt arrays
+ * compare with 0n). 'float16' / 'bfloat16' treat the Uint16 bit patterns 0x0000 and 0x8000 as zero.
+ */
+export type ZeroTest = ((index: number) => boolean) | DType;
+
+export interface SparseEncoding<T extends NumericArray> {
+  params: SparsityParams;
+  /** Stored values in traversal order, same typed-array type as the dense input. */
+  values: T;
+}
+
+type TypedArrayConstructor = { new (length: number): NumericArray };
+
+const BASE_CONSTRUCTORS: TypedArrayConstructor[] = [
+  Float32Array, Float64Array, Int8Array, Uint8Array, Int16Array, Uint16Array,
+  Int32Array, Uint32Array, BigInt64Array, BigUint64Array,
+];
+
+/** A zeroed array of the same element type (Node Buffers become plain Uint8Arrays). */
+function allocateLike<T extends NumericArray>(like: T, length: number): T {
+  for (const ctor of BASE_CONSTRUCTORS) {
+    if (like instanceof (ctor as unknown as Function)) return new ctor(length) as T;
+  }
+  throw new PrunepackError('INVALID_ARGUMENT', 'unsupported element array', {
+    expected: 'a numeric typed array', found: Object.prototype.toString.call(like),
+  });
+}
+
+function isBigIntArray(a: NumericArray): a is BigInt64Array | BigUint64Array {
+  return a instanceof BigInt64Array || a instanceof BigUint64Array;
+}
+
+function invalidArgument(what: string, location: string, expected: string, found: string): PrunepackError {
+  return new PrunepackError('INVALID_ARGUMENT', what, { location, expected, found });
+}
+
+/**
+ * The narrowest TFLite index vector that holds `values`: max <= 255 -> Uint8Array, <= 65535 ->
+ * Uint16Array, else Int32Array (the rule TFLite's exporter applies to indices by their maximum and
+ * to segments by their last value, which for non-decreasing segments is the same thing).
+ */
+export function narrowestIndexVector(values: readonly number[] | Int32Array): IndexVector {
+  let max = 0;
+  let min = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v > max) max = v;
+    if (v < min) min = v;
+  }
+  if (!(values instanceof Int32Array)) {
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
+        throw invalidArgument('index value does not fit an Int32 index vector', `value ${i}`,
+          'an integer in [-2^31, 2^31)', String(v));
+      }
+    }
+  }
+  if (min >= 0 && max <= 0xff) return Uint8Array.from(values);
+  if (min >= 0 && max <= 0xffff) return Uint16Array.from(values);
+  return values instanceof Int32Array ? values : Int32Array.from(values);
+}
+
+/** Per-level layout shared by the encoder and the decoder. */
+interface LevelLayout {
+  levels: number;
+  /** Size of the expanded dimension each level walks. */
+  size: Float64Array;
+  /** Row-major offset step in the dense tensor for one step of that level. */
+  stride: Float64Array;
+  elementCount: number;
+}
+
+/**
+ * Expanded dimensions (n original, with blocked dims divided, then k block dims) and their
+ * dense strides, put in traversal order.
+ */
+function levelLayout(shape: readonly number[], traversalOrder: readonly number[],
+  blockMap: readonly number[], blockSize: readonly number[]): LevelLayout {
+  const n = shape.length;
+  const k = blockMap.length;
+  const expandedSize = new Float64Array(n + k);
+  const expandedStride = new Float64Array(n + k);
+  let stride = 1;
+  for (let d = n - 1; d >= 0; d--) {
+    expandedSize[d] = shape[d]!;
+    expandedStride[d] = stride;
+    stride *= shape[d]!;
+  }
+  for (let j = 0; j < k; j++) {
+    const d = blockMap[j]!;
+    expandedSize[n + j] = blockSize[j]!;
+    expandedStride[n + j] = expandedStride[d]!;
+    expandedSize[d] = expandedSize[d]! / blockSize[j]!;
+    expandedStride[d] = expandedStride[d]! * blockSize[j]!;
+  }
+  const levels = n + k;
+  const size = new Float64Array(levels);
+  const levelStride = new Float64Array(levels);
+  for (let l = 0; l < levels; l++) {
+    size[l] = expandedSize[traversalOrder[l]!]!;
+    levelStride[l] = expandedStride[traversalOrder[l]!]!;
+  }
+  return { levels, size, stride: levelStride, elementCount: stride };
+}
+
+function checkPermutation(order: readonly number[], from: number, to: number, name: string): void {
+  const seen = new Uint8Array(to - from);
+  for (let i = from; i < to; i++) {
+    const v = order[i];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < from || v >= to || seen[v - from]) {
+      throw invalidArgument(`${name} is not a valid traversal order`, `${name}[${i}]`,
+        `a permutation of ${from}..${to - 1} in positions ${from}..${to - 1}`, `[${order.join(', ')}]`);
+    }
+    seen[v - from] = 1;
+  }
+}
+
+const enum ZeroMode { Numeric, Masked, BigInt, Predicate }
+
+/**
+ * Encodes a dense row-major tensor as TFLite sparsity metadata plus stored values, with exactly the
+ * output of TFLite's reference converter (FormatConverter(shape, traversal_order, format,
+ * block_size, block_map) + DenseToSparse).
+ *
+ * `levelFormats` follows the reference's `format` argument: it is indexed by DIMENSION, not by
+ * level: entry d is the format of original dimension d, and level i uses
+ * `levelFormats[traversalOrder[i]]`. It has n entries, or n + k with the k block entries 'DENSE'
+ * (the reference always stores block dimensions dense).
+ *
+ * Stored values: every nonzero; plus, when the last level is DENSE, every element (zeros included,
+ * bit patterns kept, e.g. -0.0) of each stored position of the innermost sparse level.
+ */
+export function sparsityFromDense<T extends NumericArray>(
+  dense: T,
+  shape: readonly number[],
+  traversalOrder: readonly number[],
+  blockMap: readonly number[],
+  blockSize: readonly number[],
+  levelFormats: readonly LevelFormat[],
+  isZero?: ZeroTest,
+): SparseEncoding<T> {
+  // ---- arguments ----
+  const n = shape.length;
+  if (n < 1) throw invalidArgument('sparse encoding needs a tensor of rank >= 1', 'shape', 'rank >= 1', '[]');
+  let elementCount = 1;
+  for (let d = 0; d < n; d++) {
+    const dim = shape[d]!;
+    if (!Number.isSafeInteger(dim) || dim < 1 || dim > 0x7fffffff) {
+      throw invalidArgument('invalid dimension', `shape[${d}]`, 'an integer in [1, 2^31)', String(dim));
+    }
+    elementCount *= dim;
+  }
+  if (dense.length !== elementCount) {
+    throw invalidArgument('dense data does not match the shape', 'dense.length',
+      `${elementCount} elements for shape [${shape.join(', ')}]`, String(dense.length));
+  }
+  const k = blockMap.length;
+  if (blockSize.length !== k) {
+    throw invalidArgument('block_size and block_map differ in length', 'block_size', `${k} entries`, `${blockSize.length}`);
+  }
+  if (k > n) throw invalidArgument('more block dimensions than tensor dimensions', 'block_map', `at most ${n} entries`, `${k}`);
+  for (let j = 0; j < k; j++) {
+    const d = blockMap[j]!;
+    // The reference matches block_map against dimensions in ascending order: anything else is misread.
+    if (!Number.isInteger(d) || d < 0 || d >= n || (j > 0 && d <= blockMap[j - 1]!)) {
+      throw invalidArgument('block_map must list distinct original dimensions in ascending order',
+        `block_map[${j}]`, `an integer in [${j > 0 ? blockMap[j - 1]! + 1 : 0}, ${n})`, String(d));
+    }
+    const b = blockSize[j]!;
+    if (!Number.isSafeInteger(b) || b < 1) {
+      throw invalidArgument('invalid block size', `block_size[${j}]`, 'an integer >= 1', String(b));
+    }
+    if (shape[d]! % b !== 0) {
+      throw invalidArgument(`block size does not divide dimension ${d}; TFLite would silently drop the tail`,
+        `block_size[${j}]`, `a divisor of shape[${d}] = ${shape[d]}`, String(b));
+    }
+  }
+  const levels = n + k;
+  if (traversalOrder.length !== levels) {
+    throw invalidArgument('traversal_order has the wrong length', 'traversal_order',
+      `${levels} entries (n = ${n} + k = ${k})`, String(traversalOrder.length));
+  }
+  checkPermutation(traversalOrder, 0, n, 'traversal_order');
+  checkPermutation(traversalOrder, n, levels, 'traversal_order');
+  if (levelFormats.length !== n && levelFormats.length !== levels) {
+    throw invalidArgument('formats have the wrong length', 'levelFormats', `${n} (or ${levels}) entries`, String(levelFormats.length));
+  }
+  for (let d = 0; d < levelFormats.length; d++) {
+    const f = levelFormats[d];
+    if (f !== 'DENSE' && f !== 'SPARSE_CSR') {
+      throw invalidArgument('unknown dimension format', `levelFormats[${d}]`, "'DENSE' or 'SPARSE_CSR'", String(f));
+    }
+    if (d >= n && f !== 'DENSE') {
+      throw new PrunepackError('UNSUPPORTED', 'block dimensions are always stored DENSE (as in TFLite)', {
+        location: `levelFormats[${d}]`, expected: 'DENSE', found: f,
+      });
+    }
+  }
+
+  // ---- layout ----
+  const layout = levelLayout(shape, traversalOrder, blockMap, blockSize);
+  const size = layout.size;
+  const stride = layout.stride;
+  const sparse = new Uint8Array(levels);
+  let lastSparse = -1;
+  for (let l = 0; l < n; l++) {
+    if (levelFormats[traversalOrder[l]!] === 'SPARSE_CSR') { sparse[l] = 1; lastSparse = l; }
+  }
+
+  if (lastSparse < 0) {
+    // No sparse level: every element, in traversal order.
+    const all = allocateLike(dense, elementCount);
+    copyTraversal(dense, 0, size, stride, 0, levels, all, 0);
+    return { params: { traversalOrder: [...traversalOrder], blockMap: [...blockMap], dimMetadata: denseMetadata(size, levels) }, values: all };
+  }
+
+  // ---- zero test, decided once ----
+  let mode: ZeroMode = ZeroMode.Numeric;
+  let mask = 0;
+  let predicate: (index: number) => boolean = () => false;
+  if (typeof isZero === 'function') {
+    mode = ZeroMode.Predicate;
+    predicate = isZero;
+  } else if (isBigIntArray(dense)) {
+    mode = ZeroMode.BigInt;
+  } else if (isZero !== undefined) {
+    switch (isZero) {
+      case 'float16': case 'bfloat16': mode = ZeroMode.Masked; mask = 0x7fff; break;
+      case 'float8e4m3fn': case 'float8e5m2': mode = ZeroMode.Masked; mask = 0x7f; break;
+      case 'float8e8m0': mode = ZeroMode.Predicate; break; // no zero exists: predicate stays () => false
+      case 'int4': case 'uint4': case 'int2': case 'uint2': case 'float4e2m1':
+      case 'string': case 'resource': case 'variant': case 'complex64': case 'complex128':
+        throw new PrunepackError('UNSUPPORTED', `no element-wise sparse encoding for dtype ${isZero}`, {
+          expected: 'a dtype with one typed-array element per value', found: isZero,
+        });
+      default: mode = ZeroMode.Numeric;
+    }
+  }
+
+  // ---- walk (pass 1 counts, pass 2 fills) ----
+  const lastLevel = levels - 1;
+  const lastIsDense = lastSparse < lastLevel;
+  const innerSize = size[lastLevel]!;
+  const innerStride = stride[lastLevel]!;
+  const coord = new Float64Array(levels);
+  const position = new Float64Array(levels);
+  const storedCount = new Float64Array(levels);
+  const indices: (Int32Array | null)[] = new Array<Int32Array | null>(levels).fill(null);
+  const segmentCounts: (Int32Array | null)[] = new Array<Int32Array | null>(levels).fill(null);
+  // Elements under one stored position of the innermost sparse level (last-level-dense case).
+  let blockElements = 1;
+  for (let l = lastSparse + 1; l < levels; l++) blockElements *= size[l]!;
+  let storedValues: T | null = null;
+  const num = dense as unknown as ArrayLike<number>;
+  const big = dense as unknown as ArrayLike<bigint>;
+
+  for (let pass = 1; pass <= 2; pass++) {
+    const fill = pass === 2;
+    coord.fill(0);
+    storedCount.fill(0);
+    let rowOffset = 0;
+    let flagDepth = 0; // sparse levels above this one already hold the current prefix
+    let changed = 0;   // first level whose coordinate changed when entering this row
+    for (;;) {
+      if (changed < flagDepth) flagDepth = changed;
+      if (!(lastIsDense && flagDepth > lastSparse)) {
+        let offset = rowOffset;
+        for (let j = 0; j < innerSize; j++, offset += innerStride) {
+          let zero: boolean;
+          switch (mode) {
+            case ZeroMode.Numeric: zero = num[offset] === 0; break;
+            case ZeroMode.Masked: zero = (num[offset]! & mask) === 0; break;
+            case ZeroMode.BigInt: zero = big[offset] === 0n; break;
+            default: zero = predicate(offset);
+          }
+          if (zero) continue;
+          // First nonzero under the prefixes of levels flagDepth..lastSparse: store them.
+          coord[lastLevel] = j;
+          for (let l = flagDepth; l <= lastSparse; l++) {
+            if (sparse[l]) {
+              if (fill) {
+                const parent = l === 0 ? 0 : position[l - 1]!;
+                segmentCounts[l]![parent + 1]!++;
+                indices[l]![storedCount[l]!] = coord[l]!;
+                position[l] = storedCount[l]!;
+              }
+              storedCount[l]!++;
+            } else if (fill) {
+              position[l] = (l === 0 ? 0 : position[l - 1]!) * size[l]! + coord[l]!;
+            }
+          }
+          if (lastIsDense) {
+            if (fill) {
+              let base = offset - j * innerStride;
+              for (let l = lastSparse + 1; l < lastLevel; l++) base -= coord[l]! * stride[l]!;
+              copyTraversal(dense, base, size, stride, lastSparse + 1, levels, storedValues!,
+                position[lastSparse]! * blockElements);
+            }
+            flagDepth = lastSparse + 1;
+            break; // the rest of this row lies inside the block just stored
+          }
+          if (fill) (storedValues as unknown as { [i: number]: number | bigint })[storedCount[lastLevel]! - 1] = dense[offset]!;
+          flagDepth = lastLevel;
+        }
+      }
+      // Advance the odometer of levels 0..lastLevel-1.
+      let l = lastLevel - 1;
+      while (l >= 0) {
+        coord[l]!++;
+        rowOffset += stride[l]!;
+        if (coord[l]! < size[l]!) break;
+        rowOffset -= stride[l]! * size[l]!;
+        coord[l] = 0;
+        l--;
+      }
+      if (l < 0) break;
+      changed = l;
+    }
+
+    if (!fill) {
+      // Allocate everything once from the counts.
+      let outerPositions = 1;
+      for (let l = 0; l <= lastSparse; l++) {
+        if (sparse[l]) {
+          if (outerPositions + 1 > 0x7fffffff || storedCount[l]! > 0x7fffffff) {
+            throw new PrunepackError('UNSUPPORTED', 'sparse level too large for Int32 index vectors', {
+              location: `level ${l}`, expected: 'fewer than 2^31 stored positions', found: String(outerPositions),
+            });
+          }
+          segmentCounts[l] = new Int32Array(outerPositions + 1);
+          indices[l] = new Int32Array(storedCount[l]!);
+          outerPositions = storedCount[l]!;
+        } else {
+          outerPositions *= size[l]!;
+        }
+      }
+      storedValues = allocateLike(dense, lastIsDense ? outerPositions * blockElements : storedCount[lastLevel]!);
+    }
+  }
+
+  const dimMetadata: DimensionMetadata[] = denseMetadata(size, levels);
+  for (let l = 0; l <= lastSparse; l++) {
+    if (!sparse[l]) continue;
+    const segments = segmentCounts[l]!;
+    for (let i = 1; i < segments.length; i++) segments[i] = segments[i]! + segments[i - 1]!;
+    dimMetadata[l] = {
+      format: 'SPARSE_CSR',
+      segments: narrowestIndexVector(segments),
+      indices: narrowestIndexVector(indices[l]!),
+    };
+  }
+  return {
+    params: { traversalOrder: [...traversalOrder], blockMap: [...blockMap], dimMetadata },
+    values: storedValues!,
+  };
+}
+
+function denseMetadata(size: Float64Array, levels: number): DimensionMetadata[] {
+  const out: DimensionMetadata[] = [];
+  for (let l = 0; l < levels; l++) out.push({ format: 'DENSE', denseSize: size[l]! });
+  return out;
+}
+
+/** Scratch coordinates for copyTraversal (levels never exceed this in practice; grown on demand). */
+let scratch = new Float64Array(16);
+
+/**
+ * Copies the elements under one prefix (levels `from`..`to-1` vary) in traversal order from
+ * `src` (starting at dense offset `base`) to `dst[dstStart...]`.
+ */
+function copyTraversal(src: NumericArray, base: number, size: Float64Array, stride: Float64Array,
+  from: number, to: number, dst: NumericArray, dstStart: number): void {
+  const s = src as unknown as ArrayLike<number>;
+  const d = dst as unknown as { [i: number]: number };
+  const last = to - 1;
+  const innerSize = size[last]!;
+  const innerStride = stride[last]!;
+  if (scratch.length < to) scratch = new Float64Array(to);
+  const coord = scratch;
+  for (let l = from; l < last; l++) coord[l] = 0;
+  let rowOffset = base;
+  let out = dstStart;
+  for (;;) {
+    let offset = rowOffset;
+    for (let j = 0; j < innerSize; j++, offset += innerStride) d[out++] = s[offset]!;
+    let l = last - 1;
+    while (l >= from) {
+      coord[l]!++;
+      rowOffset += stride[l]!;
+      if (coord[l]! < size[l]!) break;
+      rowOffset -= stride[l]! * size[l]!;
+      coord[l] = 0;
+      l--;
+    }
+    if (l < from) return;
+  }
+}
+
+/**
+ * Decodes stored values back into a dense row-major tensor (TFLite's SparseToDense). The metadata
+ * is verified first (verifySparsity), so hostile metadata cannot write out of bounds. Block sizes
+ * are read from the block levels' dense_size. Positions not stored are zero (+0, 0n).
+ */
+export function denseFromSparsity<T extends NumericArray>(values: T, shape: readonly number[],
+  params: SparsityParams, out?: T): T {
+  verifySparsity(params, [...shape], values.length);
+  const n = shape.length;
+  const levels = params.traversalOrder.length;
+  const k = levels - n;
+  const blockSize: number[] = new Array<number>(k).fill(0);
+  for (let l = n; l < levels; l++) {
+    blockSize[params.traversalOrder[l]! - n] = (params.dimMetadata[l] as { denseSize: number }).denseSize;
+  }
+  const layout = levelLayout(shape, params.traversalOrder, params.blockMap, blockSize);
+  const elementCount = layout.elementCount;
+  let dense: T;
+  if (out) {
+    if (out.length !== elementCount) {
+      throw invalidArgument('output array does not match the shape', 'out.length', String(elementCount), String(out.length));
+    }
+    dense = out;
+  } else {
+    dense = allocateLike(values, elementCount);
+  }
+  if (isBigIntArray(dense)) dense.fill(0n); else (dense as Exclude<NumericArray, BigInt64Array | BigUint64Array>).fill(0);
+
+  const size = layout.size;
+  const stride = layout.stride;
+  const segments: (IndexVector | null)[] = [];
+  const indices: (IndexVector | null)[] = [];
+  for (let l = 0; l < levels; l++) {
+    const m = params.dimMetadata[l]!;
+    segments.push(m.format === 'SPARSE_CSR' ? m.segments : null);
+    indices.push(m.format === 'SPARSE_CSR' ? m.indices : null);
+  }
+  const src = values as unknown as ArrayLike<number>;
+  const dst = dense as unknown as { [i: number]: number };
+  const last = levels - 1;
+  // For each level: the child-position range under the current parent, and the dense offset of
+  // the current prefix above it.
+  const next = new Float64Array(levels);
+  const end = new Float64Array(levels);
+  const offsetAbove = new Float64Array(levels);
+  const setRange = (l: number, parent: number): void => {
+    const seg = segments[l];
+    if (seg) { next[l] = seg[parent]!; end[l] = seg[parent + 1]!; } else { next[l] = parent * size[l]!; end[l] = next[l]! + size[l]!; }
+  };
+  setRange(0, 0);
+  let l = 0;
+  while (l >= 0) {
+    if (l === last) {
+      const base = offsetAbove[last]!;
+      const idx = indices[last];
+      const st = stride[last]!;
+      const lo = next[last]!;
+      const hi = end[last]!;
+      if (idx) {
+        for (let q = lo; q < hi; q++) dst[base + idx[q]! * st] = src[q]!;
+      } else {
+        for (let q = lo, o = base; q < hi; q++, o += st) dst[o] = src[q]!;
+      }
+      l--;
+      continue;
+    }
+    const q = next[l]!;
+    if (q >= end[l]!) { l--; continue; }
+    next[l] = q + 1;
+    const idx = indices[l];
+    const c = idx ? idx[q]! : q - (end[l]! - size[l]!);
+    offsetAbove[l + 1] = offsetAbove[l]! + c * stride[l]!;
+    setRange(l + 1, q);
+    l++;
+  }
+  return dense;
+}
