@@ -15,6 +15,8 @@ export type { FormatPlugin, FormatDescriptor, ModelSource } from './plugin.js';
 export { inspectModel, type InspectReport, type InspectWeight } from './inspect.js';
 export { countZeros } from './model/zeros.js';
 export { plugins } from '../converters/index.js';
+export { planPrune, defaultPruneSelection, type PruneOptions, type PruneResult } from './prune.js';
+import { planPrune, type PruneOptions, type PruneResult } from './prune.js';
 
 /** Reads a model from bytes (format detected from magic bytes, then `path`'s extension). */
 export function readModel(source: ModelSource): { model: Model; plugin: FormatPlugin } {
@@ -39,4 +41,19 @@ export function writeModel(model: Model, target: string): Uint8Array {
     });
   }
   return writer(model);
+}
+
+function pluginFor(model: Model): FormatPlugin {
+  const plugin = plugins.find((p) => p.id === model.format);
+  if (!plugin) throw new PrunepackError('UNSUPPORTED', `no plugin for format ${model.format}`);
+  return plugin;
+}
+
+/**
+ * One-shot magnitude pruning (no fine-tuning: accuracy is not preserved). Returns a new model
+ * in the same format with the selected weights pruned, and a per-weight report.
+ */
+export function pruneModel(model: Model, options: PruneOptions): { model: Model; results: PruneResult[] } {
+  const { replacements, results } = planPrune(model, options);
+  return { model: pluginFor(model).withWeights(model, replacements), results };
 }

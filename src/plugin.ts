@@ -21,4 +21,6 @@ export interface FormatPlugin extends FormatDescriptor {
   read(source: ModelSource): Model;
   /** Writers by target name; each turns a model read by this plugin into bytes. */
   targets: Record<string, (model: Model) => Uint8Array>;
+  /** A copy of `model` whose named weights hold new dense bytes (same dtype and shape). */
+  withWeights(model: Model, replacements: ReadonlyMap<string, Uint8Array>): Model;
 }

@@ -3,6 +3,8 @@ import type { Model } from '../../src/model/types.js';
 import type { FormatPlugin } from '../../src/plugin.js';
 import type { TfliteDocument } from './document.js';
 import { tfliteFormat } from './format.js';
+import { TfliteBuffer } from './document.js';
+import { buildModel, type TfliteWeightRef } from './model-view.js';
 import { readTflite } from './read.js';
 import { writeTflite } from './write.js';
 
@@ -20,7 +22,27 @@ export function tfliteDocumentOf(model: Model): TfliteDocument {
 export const tflitePlugin: FormatPlugin = {
   ...tfliteFormat,
   read: (source) => readTflite(source.bytes, { fileSize: source.fileSize, readRange: source.readRange }),
+  withWeights: tfliteWithWeights,
   targets: {
     tflite: (model) => writeTflite(tfliteDocumentOf(model)),
   },
 };
+
+/** New document sharing the tables, with the named weights' buffers replaced. */
+export function tfliteWithWeights(model: Model, replacements: ReadonlyMap<string, Uint8Array>): Model {
+  const doc = tfliteDocumentOf(model);
+  const buffers = doc.buffers.slice();
+  for (const w of model.weights) {
+    const bytes = replacements.get(w.name);
+    if (!bytes) continue;
+    const ref = (w as typeof w & { tflite: TfliteWeightRef }).tflite;
+    if (w.sparsity !== undefined) {
+      throw new PrunepackError('UNSUPPORTED', 'cannot replace the values of a weight stored sparse', { format: 'tflite', location: w.name, hint: 'Convert the model with --to tflite first' });
+    }
+    if (bytes.length !== w.bytes.length) {
+      throw new PrunepackError('INVALID_ARGUMENT', 'replacement bytes have the wrong size', { format: 'tflite', location: w.name, expected: String(w.bytes.length), found: String(bytes.length) });
+    }
+    buffers[ref.buffer] = TfliteBuffer.of(bytes);
+  }
+  return buildModel({ model: doc.model, buffers });
+}

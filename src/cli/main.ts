@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { PrunepackError } from '../errors.js';
 import { runConvert, CONVERT_HELP } from './convert.js';
 import { runInspect, INSPECT_HELP } from './inspect.js';
+import { runPrune, PRUNE_HELP } from './prune.js';
 
 export const EXIT = { OK: 0, DIFFERENT: 1, USAGE: 2, INPUT: 3, BUDGET: 4, FAILURE: 5 } as const;
 
@@ -18,6 +19,7 @@ Usage: prunepack <command> [options]
 Commands:
   inspect MODEL            format, operators and a table of weights (zeros, bytes, sparse or not)
   convert MODEL --to T     write the model for target T and verify it (targets: tflite)
+  prune MODEL --sparsity S one-shot magnitude pruning for what-ifs (no fine-tuning) -o OUT
 
 Options for every command:
   --json                   machine-readable output on stdout
@@ -28,6 +30,7 @@ Examples:
   prunepack inspect samples/cnn-synthetic-80.tflite
   prunepack inspect model.tflite --json | jq '.weights[0]'
   prunepack convert model.tflite --to tflite -o roundtrip.tflite
+  prunepack prune model.tflite --sparsity 0.8 --block 1x4 -o pruned.tflite
 
 Exit codes: 0 ok, 1 models differ, 2 usage error, 3 bad or unsupported input,
 4 budget missed, 5 I/O or runtime failure.`;
@@ -35,6 +38,7 @@ Exit codes: 0 ok, 1 models differ, 2 usage error, 3 bad or unsupported input,
 const COMMANDS: Record<string, { help: string; run: (args: string[]) => Promise<number> }> = {
   inspect: { help: INSPECT_HELP, run: runInspect },
   convert: { help: CONVERT_HELP, run: runConvert },
+  prune: { help: PRUNE_HELP, run: runPrune },
 };
 
 export async function main(argv: string[]): Promise<number> {
