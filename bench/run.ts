@@ -69,7 +69,8 @@ async function main(): Promise<void> {
     );
 
     // 2. Sparsity analysis and codecs (when built).
-    const sparsity = await import('./sparsity.js').catch(() => null);
+    const sparsityModule = './sparsity.js';
+    const sparsity = await import(sparsityModule).catch(() => null);
     if (sparsity?.benchSparsity) {
       const result = await sparsity.benchSparsity(Math.round(256 * MB * scale));
       for (const [metric, value] of Object.entries(result)) rows.push({ benchmark: 'sparsity 256 MB float32, 80% zeros', metric, value: value as number });
