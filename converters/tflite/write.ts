@@ -13,6 +13,8 @@
 import * as flatbuffers from 'flatbuffers';
 import { Buffer as FbBuffer } from '../../schemas/generated/tflite/tflite/buffer.js';
 import { Model as FbModel } from '../../schemas/generated/tflite/tflite/model.js';
+import { Operator, OperatorT } from '../../schemas/generated/tflite/tflite/operator.js';
+import { SubGraphT } from '../../schemas/generated/tflite/tflite/sub-graph.js';
 import { PrunepackError } from '../../src/errors.js';
 import type { TfliteDocument } from './document.js';
 
@@ -81,7 +83,7 @@ export function layoutTflite(doc: TfliteDocument, options: TfliteWriteOptions = 
 
   const m = doc.model;
   const operatorCodes = FbModel.createOperatorCodesVector(builder, builder.createObjectOffsetList(m.operatorCodes));
-  const subgraphs = FbModel.createSubgraphsVector(builder, builder.createObjectOffsetList(m.subgraphs));
+  const subgraphs = FbModel.createSubgraphsVector(builder, builder.createObjectOffsetList(m.subgraphs.map(withLeanOperators)));
   const description = m.description !== null ? builder.createString(m.description) : 0;
   const buffers = FbModel.createBuffersVector(builder, bufferTables);
   const metadataBuffer = FbModel.createMetadataBufferVector(builder, m.metadataBuffer);
@@ -124,4 +126,31 @@ export function assembleLayout(layout: TfliteLayout): Uint8Array {
 
 export function writeTflite(doc: TfliteDocument, options: TfliteWriteOptions = {}): Uint8Array {
   return assembleLayout(layoutTflite(doc, options));
+}
+
+/**
+ * OperatorT whose pack leaves out empty custom_options / mutating_variable_inputs /
+ * intermediates vectors (the generated pack always writes them, and TFLite then logs
+ * "Found builtin operator with custom options" for every builtin). Empty and absent mean
+ * the same to every reader.
+ */
+class LeanOperatorT extends OperatorT {
+  override pack(builder: flatbuffers.Builder): flatbuffers.Offset {
+    const inputs = Operator.createInputsVector(builder, this.inputs);
+    const outputs = Operator.createOutputsVector(builder, this.outputs);
+    const builtinOptions = builder.createObjectOffset(this.builtinOptions);
+    const customOptions = this.customOptions.length ? Operator.createCustomOptionsVector(builder, this.customOptions) : 0;
+    const mutating = this.mutatingVariableInputs.length ? Operator.createMutatingVariableInputsVector(builder, this.mutatingVariableInputs) : 0;
+    const intermediates = this.intermediates.length ? Operator.createIntermediatesVector(builder, this.intermediates) : 0;
+    const builtinOptions2 = builder.createObjectOffset(this.builtinOptions2);
+    return Operator.createOperator(builder, this.opcodeIndex, inputs, outputs, this.builtinOptionsType, builtinOptions,
+      customOptions, this.customOptionsFormat, mutating, intermediates, this.largeCustomOptionsOffset,
+      this.largeCustomOptionsSize, this.builtinOptions2Type, builtinOptions2, this.debugMetadataIndex);
+  }
+}
+
+function withLeanOperators(sg: SubGraphT): SubGraphT {
+  const copy = Object.assign(new SubGraphT(), sg);
+  copy.operators = sg.operators.map((op) => (op instanceof LeanOperatorT ? op : Object.assign(new LeanOperatorT(), op)));
+  return copy;
 }
