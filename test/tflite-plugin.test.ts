@@ -148,7 +148,7 @@ test('CLI: corrupt files give one line on stderr and a non-zero exit code', () =
   for (const [name, bytes] of Object.entries(files)) {
     const file = path.join(dir, name);
     fs.writeFileSync(file, bytes);
-    const r = spawnSync(process.execPath, [repoPath('dist/src/cli/main.js'), 'inspect', file], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [repoPath('dist/src/cli/bin.js'), 'inspect', file], { encoding: 'utf8' });
     assert.notEqual(r.status, 0, name);
     assert.equal(r.stdout, '', name);
     const lines = r.stderr.trim().split('\n');
@@ -161,10 +161,10 @@ test('CLI: corrupt files give one line on stderr and a non-zero exit code', () =
 
 test('CLI: inspect prints the weight table and --json parses', () => {
   const sample = repoPath('samples', 'cnn-synthetic-80.tflite');
-  const text = spawnSync(process.execPath, [repoPath('dist/src/cli/main.js'), 'inspect', sample], { encoding: 'utf8' });
+  const text = spawnSync(process.execPath, [repoPath('dist/src/cli/bin.js'), 'inspect', sample], { encoding: 'utf8' });
   assert.equal(text.status, 0, text.stderr);
   assert.match(text.stdout, /dense1\/weights\s+FULLY_CONNECTED:1\s+\[64,2048\]\s+float32\s+524,288\s+80\.0%\s+no/);
-  const json = spawnSync(process.execPath, [repoPath('dist/src/cli/main.js'), 'inspect', sample, '--json'], { encoding: 'utf8' });
+  const json = spawnSync(process.execPath, [repoPath('dist/src/cli/bin.js'), 'inspect', sample, '--json'], { encoding: 'utf8' });
   const report = JSON.parse(json.stdout);
   assert.equal(report.schema, 'prunepack.inspect/1');
   assert.equal(report.format, 'tflite');
@@ -176,7 +176,7 @@ test('CLI: convert --to tflite writes atomically and never replaces the input', 
   const dir = tempDir('cli-convert');
   const input = path.join(dir, 'in.tflite');
   fs.copyFileSync(repoPath('samples', 'cnn-synthetic-80.tflite'), input);
-  const cli = (...args: string[]) => spawnSync(process.execPath, [repoPath('dist/src/cli/main.js'), ...args], { encoding: 'utf8' });
+  const cli = (...args: string[]) => spawnSync(process.execPath, [repoPath('dist/src/cli/bin.js'), ...args], { encoding: 'utf8' });
   const same = cli('convert', input, '--to', 'tflite', '-o', input);
   assert.equal(same.status, 2);
   const ok = cli('convert', input, '--to', 'tflite', '-o', path.join(dir, 'out.tflite'));

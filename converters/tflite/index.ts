@@ -6,11 +6,18 @@ import { tfliteFormat } from './format.js';
 import { TfliteBuffer } from './document.js';
 import { buildModel, type TfliteWeightRef } from './model-view.js';
 import { readTflite } from './read.js';
-import { writeTflite } from './write.js';
+import { writeDenseTflite } from './densify.js';
+import { sparsifyTflite } from './sparse-write.js';
 
 export { readTflite, readTfliteDocument } from './read.js';
 export { writeTflite, layoutTflite, assembleLayout } from './write.js';
 export type { TfliteDocument } from './document.js';
+export { densifyTfliteDocument, writeDenseTflite, type DensifyReport } from './densify.js';
+export { planSparseTflite, xnnpackReport, type SparsePlan, type SparsePlanEntry, type SparsePlanOptions, type BlockChoice, type XnnpackReport } from './sparse-plan.js';
+export {
+  applySparsePlan, sparsifyTflite, sparsifyTfliteChecked, createRuntimeCheck,
+  type SparsifyResult, type CandidateCheck, type RuntimeCheck, type RuntimeComparison,
+} from './sparse-write.js';
 
 export function tfliteDocumentOf(model: Model): TfliteDocument {
   if (model.format !== 'tflite') {
@@ -24,7 +31,10 @@ export const tflitePlugin: FormatPlugin = {
   read: (source) => readTflite(source.bytes, { fileSize: source.fileSize, readRange: source.readRange }),
   withWeights: tfliteWithWeights,
   targets: {
-    tflite: (model) => writeTflite(tfliteDocumentOf(model)),
+    // Plain dense TFLite: sparse tensors expanded, DENSIFY removed, FULLY_CONNECTED versions restored.
+    tflite: (model) => writeDenseTflite(tfliteDocumentOf(model)),
+    // Sparse TFLite with default options and no runtime check (the CLI adds both).
+    'tflite-sparse': (model) => sparsifyTflite(tfliteDocumentOf(model)).bytes,
   },
 };
 

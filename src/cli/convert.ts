@@ -1,37 +1,80 @@
 import path from 'node:path';
+import fs from 'node:fs';
+import { parseOptions } from './args.js';
+import { gzipSync } from 'fflate';
 import { openModel, readModel, writeModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
 import { writeFileAtomic } from '../io/files.js';
-import { formatBytes } from './format.js';
-import { parseOptions } from './main.js';
-import fs from 'node:fs';
+import type { Model } from '../model/types.js';
+import { formatBytes, formatInt, percent, table } from './format.js';
+import { tfliteDocumentOf } from '../../converters/tflite/index.js';
+import { densifyTfliteDocument } from '../../converters/tflite/densify.js';
+import { BLOCK_CHOICES, type BlockChoice, type SparsePlan, type SparsePlanEntry } from '../../converters/tflite/sparse-plan.js';
+import {
+  createRuntimeCheck, sparsifyTflite, sparsifyTfliteChecked, type RuntimeComparison, type SparsifyResult,
+} from '../../converters/tflite/sparse-write.js';
+import { writeTflite } from '../../converters/tflite/write.js';
 
-export const CONVERT_HELP = `Usage: prunepack convert MODEL --to TARGET [-o OUT] [--force] [--json]
+export const CONVERT_HELP = `Usage: prunepack convert MODEL --to TARGET [-o OUT] [options]
 
-Writes MODEL for TARGET. The output is written to a temporary file next to OUT, read
-back and checked (every weight compared with the input), and only then renamed to OUT.
+Writes MODEL for TARGET and verifies it: the output goes to a temporary file next to OUT, is
+read back (every weight decoded and compared with the input's dense values), both models run
+in the TFLite WASM runtime on the same deterministic inputs, and only then is it renamed to OUT.
 
-Targets (this version): tflite (plain TFLite, lossless rewrite).
+Targets:
+  tflite          plain dense TFLite: sparse tensors expanded, DENSIFY operators removed,
+                  FULLY_CONNECTED versions restored (for TFLite Micro, tflite2onnx, viewers)
+  tflite-sparse   sparse TFLite that TFLite runtimes run: every float32 / float16 / int8 weight
+                  with enough zeros, in the smallest layout its consumer reads (FULLY_CONNECTED
+                  natively, everything else through DENSIFY); weights the runtime refuses stay dense
 
 Options:
-  --to TARGET     target format (required)
-  -o, --output    output path (default: MODEL with ".TARGET" before the extension)
-  --force         replace OUT if it exists (the input itself is never replaced)
-  --json          print the summary as JSON
-  --verbose       stack traces on errors
+  --to TARGET          target format (required)
+  -o, --output OUT     output path (default: MODEL with ".TARGET" before the extension)
+  --min-sparsity S     tflite-sparse: least share of zeros to store a weight sparse (default 0.3)
+  --block B            tflite-sparse: auto | none | 1x4 | 1x16 block shapes allowed (default auto)
+  --keep-dense NAME    tflite-sparse: leave this tensor dense (repeatable)
+  --no-verify          skip the read-back and the runtime check
+  --force              replace OUT if it exists (the input itself is never replaced)
+  --json               print the summary (and the plan) as JSON
+  --verbose            stack traces on errors
 
 Examples:
-  prunepack convert model.tflite --to tflite -o model.rewritten.tflite`;
+  prunepack convert model.tflite --to tflite-sparse -o model.sparse.tflite
+  prunepack convert model.tflite --to tflite-sparse --block 1x4 --keep-dense embedding
+  prunepack convert model.sparse.tflite --to tflite -o model.dense.tflite`;
+
+interface SizeSummary {
+  inputBytes: number;
+  outputBytes: number;
+  ratio: number;
+  inputGzipBytes: number;
+  outputGzipBytes: number;
+  gzipRatio: number;
+}
 
 export async function runConvert(args: string[]): Promise<number> {
-  const { values, positionals } = parseOptions({
-    args, allowPositionals: true,
-    options: { to: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean' }, json: { type: 'boolean' }, verbose: { type: 'boolean' } },
-  });
+  const { values, positionals } = parseConvertArgs(args);
   if (positionals.length !== 1) throw new PrunepackError('INVALID_ARGUMENT', 'convert takes one model path', { hint: 'Usage: prunepack convert MODEL --to TARGET [-o OUT]' });
-  if (!values.to) throw new PrunepackError('INVALID_ARGUMENT', 'missing --to TARGET', { hint: 'For example: --to tflite' });
+  if (!values.to) throw new PrunepackError('INVALID_ARGUMENT', 'missing --to TARGET', { hint: 'For example: --to tflite-sparse' });
   const input = positionals[0]!;
   const target = values.to;
+  const verify = !values['no-verify'];
+  const sparseOptionsGiven = values['min-sparsity'] !== undefined || values.block !== undefined || values['keep-dense'] !== undefined;
+  if (sparseOptionsGiven && target !== 'tflite-sparse') {
+    throw new PrunepackError('INVALID_ARGUMENT', '--min-sparsity, --block and --keep-dense apply to one target only', { expected: '--to tflite-sparse', found: `--to ${target}` });
+  }
+  let minSparsity = 0.3;
+  if (values['min-sparsity'] !== undefined) {
+    minSparsity = Number(values['min-sparsity']);
+    if (!(minSparsity >= 0 && minSparsity <= 1)) {
+      throw new PrunepackError('INVALID_ARGUMENT', 'invalid --min-sparsity', { expected: 'a number in [0, 1], e.g. 0.3', found: values['min-sparsity'] });
+    }
+  }
+  const block = (values.block ?? 'auto') as BlockChoice;
+  if (!BLOCK_CHOICES.includes(block)) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'invalid --block', { expected: BLOCK_CHOICES.join(' | '), found: values.block });
+  }
   const ext = path.extname(input);
   const output = values.output ?? `${input.slice(0, input.length - ext.length)}.${target}${ext}`;
   if (path.resolve(output) === path.resolve(input)) {
@@ -41,28 +84,213 @@ export async function runConvert(args: string[]): Promise<number> {
     throw new PrunepackError('INVALID_ARGUMENT', `${output} exists`, { hint: 'Pass --force to replace it, or choose another path with -o' });
   }
   const { model, source } = openModel(input);
-  const bytes = writeModel(model, target);
-  writeFileAtomic(output, bytes.length, [{ position: 0, bytes }], (temp) => {
+  const inputBytes = source.fileSize ?? source.bytes.length;
+
+  let bytes: Uint8Array;
+  let sparse: SparsifyResult | undefined;
+  let runtime: RuntimeComparison | undefined;
+  let densifyReport: ReturnType<typeof densifyTfliteDocument>['report'] | undefined;
+  const tfliteTarget = model.format === 'tflite' && (target === 'tflite' || target === 'tflite-sparse');
+  if (tfliteTarget && source.bytes.length !== inputBytes && verify) {
+    throw new PrunepackError('UNSUPPORTED', 'models over 2 GB cannot be run in the TFLite WASM runtime', { hint: 'Pass --no-verify to convert without the runtime check' });
+  }
+  const reference = tfliteTarget && verify ? await runtimeReference(source.bytes) : undefined;
+
+  if (tfliteTarget && target === 'tflite-sparse') {
+    const doc = tfliteDocumentOf(model);
+    const options = { minSparsity, block, keepDense: values['keep-dense'] ?? [] };
+    sparse = reference ? await sparsifyTfliteChecked(doc, options, reference.check) : sparsifyTflite(doc, options);
+    bytes = sparse.bytes;
+    runtime = reference?.last() ?? undefined;
+    densifyReport = sparse.densifyReport;
+  } else if (tfliteTarget && target === 'tflite') {
+    const densified = densifyTfliteDocument(tfliteDocumentOf(model));
+    densifyReport = densified.report;
+    bytes = writeTflite(densified.doc);
+    if (reference) {
+      runtime = await reference.compare(bytes);
+      // The input ran other kernels when it was sparse (native sparse FC, XNNPACK sparse inference).
+      const wasSparse = densified.report.densifiedTensors > 0;
+      if (!runtime.bitIdentical && !(wasSparse && runtime.withinTolerance)) {
+        throw new PrunepackError('VERIFY_FAILED', 'the dense model computes different outputs in the TFLite runtime', {
+          location: output, expected: wasSparse ? `differences within ${runtime.tolerance} relative` : 'bit-identical outputs',
+          found: `max abs ${runtime.maxAbsDiff}, max rel ${runtime.maxRelDiff}`,
+        });
+      }
+    }
+  } else {
+    bytes = writeModel(model, target);
+  }
+
+  writeFileAtomic(output, bytes.length, [{ position: 0, bytes }], verify ? (temp) => {
     const written = readModel({ bytes: fs.readFileSync(temp), path: output }).model;
     verifyWeightsEqual(model, written);
-  });
-  const inputBytes = source.fileSize ?? source.bytes.length;
-  const summary = { input, output, target, inputBytes, outputBytes: bytes.length, ratio: inputBytes / bytes.length, weightsVerified: model.weights.length };
-  if (values.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-  else process.stdout.write(`${output}: ${formatBytes(bytes.length)} (input ${formatBytes(inputBytes)}, ratio ${summary.ratio.toFixed(3)}x), ${summary.weightsVerified} weights verified\n`);
+  } : undefined);
+
+  const sizes = sizeSummary(source.bytes, inputBytes, bytes);
+  const summary = {
+    input, output, target, ...sizes,
+    weightsVerified: verify ? model.weights.length : null,
+    runtime: runtime ?? null,
+    ...(densifyReport ? { densify: densifyReport } : {}),
+    ...(sparse ? { plan: planJson(sparse.plan), xnnpack: { ...sparse.plan.xnnpack, observed: xnnpackObserved(sparse, runtime) }, refusals: sparse.refusals } : {}),
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    return 0;
+  }
+  const lines: string[] = [];
+  if (sparse) lines.push(planTable(sparse.plan), '');
+  lines.push(`${output}: ${formatBytes(sizes.outputBytes)} (${formatInt(sizes.outputBytes)} B) from ${formatBytes(sizes.inputBytes)} (${formatInt(sizes.inputBytes)} B), ratio ${sizes.ratio.toFixed(3)}x`);
+  lines.push(`gzip -9: ${formatInt(sizes.outputGzipBytes)} B from ${formatInt(sizes.inputGzipBytes)} B, ratio ${sizes.gzipRatio.toFixed(3)}x`);
+  if (densifyReport && (densifyReport.densifiedTensors || densifyReport.removedDensifyOps)) {
+    lines.push(`input densified: ${densifyReport.densifiedTensors} sparse tensors expanded, ${densifyReport.removedDensifyOps} DENSIFY removed, ${densifyReport.restoredFullyConnected.length} FULLY_CONNECTED version(s) restored`);
+  }
+  if (sparse) {
+    const t = sparse.plan.totals;
+    lines.push(`sparse weights: ${t.sparseWeights} (${t.densifyOps} through DENSIFY, ${t.nativeOperators} FULLY_CONNECTED reading natively)`);
+    lines.push(`XNNPACK fast sparse inference: ${sparse.plan.xnnpack.qualifies ? 'yes' : 'no'} (${sparse.plan.xnnpack.reason})`);
+    const observed = xnnpackObserved(sparse, runtime);
+    if (observed !== null) {
+      lines.push(observed ? 'XNNPACK ran its sparse kernels in the runtime (outputs differ from the dense model in the last bits)'
+        : 'XNNPACK kept its dense kernels in the runtime (outputs bit-identical to the dense model)');
+    }
+    for (const r of sparse.refusals) lines.push(`runtime refused, kept dense: ${r.tensors.join(', ')}: ${r.reason}`);
+  }
+  if (verify) lines.push(`${model.weights.length} weights verified`);
+  if (runtime) {
+    const how = runtime.bitIdentical ? 'bit-identical outputs'
+      : `outputs within ${runtime.tolerance.toExponential()} relative (max abs ${runtime.maxAbsDiff.toExponential(3)}, max rel ${runtime.maxRelDiff.toExponential(3)})`;
+    lines.push(`runtime ${runtime.engine}: ${how}`);
+  } else if (!verify) {
+    lines.push('not verified (--no-verify)');
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
 
-/** Every weight of `a` must have a weight of the same name in `b` with identical dense bytes. */
-export function verifyWeightsEqual(a: import('../model/types.js').Model, b: import('../model/types.js').Model): void {
+/** Options of `convert`. */
+function parseConvertArgs(args: string[]) {
+  return parseOptions({
+    args, allowPositionals: true,
+    options: {
+      to: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean' }, json: { type: 'boolean' },
+      verbose: { type: 'boolean' }, 'min-sparsity': { type: 'string' }, block: { type: 'string' },
+      'keep-dense': { type: 'string', multiple: true }, 'no-verify': { type: 'boolean' },
+    },
+  });
+}
+
+/**
+ * The runtime check against the input: LiteRT first, the older tfjs-tflite runtime when LiteRT
+ * cannot run the input (it refuses variable tensors, e.g. LSTM state); an error when neither can.
+ */
+async function runtimeReference(bytes: Uint8Array) {
+  const { loadTfliteRuntime, ENGINE_NAMES } = await import('../verify/tflite-runtime.js');
+  const failures: string[] = [];
+  for (const name of ENGINE_NAMES) {
+    try {
+      return await createRuntimeCheck(bytes, { engine: await loadTfliteRuntime(name) });
+    } catch (e) {
+      if (!(e instanceof PrunepackError && (e.code === 'RUNTIME' || e.code === 'UNSUPPORTED'))) throw e;
+      failures.push(e.message.split('\n')[0]!);
+    }
+  }
+  throw new PrunepackError('RUNTIME', `no TFLite runtime can run the input model, so the output cannot be checked against it: ${failures.join('; ')}`, {
+    hint: 'Pass --no-verify to convert without the runtime check',
+  });
+}
+
+/**
+ * Whether the runtime run shows XNNPACK's sparse kernels at work: through DENSIFY alone the
+ * arithmetic is that of the dense model, so any difference in the outputs comes from them.
+ * Null when it cannot be told (no runtime run, FULLY_CONNECTED reads sparse weights natively, or
+ * the input was sparse already).
+ */
+function xnnpackObserved(result: SparsifyResult, runtime: RuntimeComparison | undefined): boolean | null {
+  const { plan } = result;
+  if (!runtime || !plan.xnnpack.qualifies || plan.entries.some((e) => e.route === 'native')) return null;
+  if (result.densifyReport.densifiedTensors > 0) return null; // the reference was sparse itself
+  return !runtime.bitIdentical;
+}
+
+function sizeSummary(inputHead: Uint8Array, inputBytes: number, output: Uint8Array): SizeSummary {
+  const gz = (b: Uint8Array) => gzipSync(b, { level: 9 }).length;
+  const inputGzipBytes = inputHead.length === inputBytes ? gz(inputHead) : NaN;
+  const outputGzipBytes = gz(output);
+  return {
+    inputBytes, outputBytes: output.length, ratio: inputBytes / output.length,
+    inputGzipBytes, outputGzipBytes, gzipRatio: inputGzipBytes / outputGzipBytes,
+  };
+}
+
+function planJson(plan: SparsePlan) {
+  return {
+    options: plan.options,
+    totals: plan.totals,
+    entries: plan.entries.map((e) => ({
+      tensor: e.tensor, consumer: e.consumer, dtype: e.dtype, shape: e.shape, zeroShare: e.zeroShare, route: e.route,
+      encoding: e.encoding, reason: e.reason, bytesBefore: e.bytesBefore, bytesAfter: e.bytesAfter,
+      ...(e.layout ? { layout: e.layout } : {}), ...(e.negativeZeros ? { negativeZeros: e.negativeZeros } : {}),
+    })),
+  };
+}
+
+const SPARSE_CAPABLE = new Set(['float32', 'float16', 'int8']);
+
+/** The plan as a table: every float32/float16/int8 weight (other constants are counted). */
+function planTable(plan: SparsePlan): string {
+  const shown = plan.entries.filter((e) => SPARSE_CAPABLE.has(e.dtype));
+  const clip = (s: string, n: number) => (s.length > n ? `…${s.slice(s.length - n + 1)}` : s);
+  const rows = shown.map((e: SparsePlanEntry) => [
+    clip(e.tensor, 48), clip(e.consumer, 32), e.route === 'dense' ? 'dense' : e.encoding, percent(e.zeroShare), e.reason,
+    formatInt(e.bytesBefore), formatInt(e.bytesAfter),
+  ]);
+  const others = plan.entries.length - shown.length;
+  const text = table(['tensor', 'consumer', 'encoding', 'zeros', 'reason', 'bytes before', 'bytes after'], rows,
+    [false, false, false, true, false, true, true]);
+  const t = plan.totals;
+  return `${text}\n${others ? `(${others} other constants, e.g. int32 shapes, stay dense: DENSIFY takes float32, float16, int8)\n` : ''}`
+    + `weights: ${formatInt(t.bytesBefore)} B -> ${formatInt(t.bytesAfter)} B (estimated)`;
+}
+
+/**
+ * Every weight of `a` must have a weight of the same name in `b` with the same dense values:
+ * identical bytes, except that a float zero may change sign (sparse storage keeps no zeros, so
+ * a -0.0 comes back as +0.0).
+ */
+export function verifyWeightsEqual(a: Model, b: Model): void {
   const byName = new Map(b.weights.map((w) => [w.name, w]));
   for (const w of a.weights) {
     const other = byName.get(w.name);
     if (!other) throw new PrunepackError('VERIFY_FAILED', 'a weight is missing from the output', { location: w.name });
     const x = w.denseBytes();
     const y = other.denseBytes();
-    if (x.length !== y.length || Buffer.compare(x, y) !== 0) {
-      throw new PrunepackError('VERIFY_FAILED', 'a weight differs in the output', { location: w.name, expected: `${x.length} bytes`, found: `${y.length} bytes, different` });
+    if (x.length === y.length && Buffer.compare(x, y) === 0) continue;
+    const at = x.length === y.length && w.dtype === other.dtype ? firstDifference(x, y, w.dtype) : 0;
+    if (at >= 0) {
+      throw new PrunepackError('VERIFY_FAILED', 'a weight differs in the output', {
+        location: `${w.name}${x.length === y.length ? ` byte ${at}` : ''}`, expected: `${x.length} bytes of ${w.dtype}`, found: `${y.length} bytes of ${other.dtype}, different`,
+      });
     }
   }
+}
+
+/** Byte offset of the first element that differs other than by the sign of a float zero; -1 if none. */
+function firstDifference(x: Uint8Array, y: Uint8Array, dtype: string): number {
+  const width = dtype === 'float32' ? 4 : dtype === 'float16' || dtype === 'bfloat16' ? 2 : dtype === 'float64' ? 8 : 1;
+  const signByte = width - 1; // little-endian: the sign bit is the top bit of the last byte
+  for (let i = 0; i < x.length; i += width) {
+    let same = true;
+    for (let j = 0; j < width; j++) if (x[i + j] !== y[i + j]) { same = false; break; }
+    if (same) continue;
+    if (width === 1) return i;
+    let zeros = true;
+    for (let j = 0; j < width; j++) {
+      const mask = j === signByte ? 0x7f : 0xff;
+      if ((x[i + j]! & mask) !== 0 || (y[i + j]! & mask) !== 0) { zeros = false; break; }
+    }
+    if (!zeros) return i;
+  }
+  return -1;
 }

@@ -1,7 +1,7 @@
 import { inspectModel, openModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
 import { formatBytes, formatInt, percent, table } from './format.js';
-import { parseOptions } from './main.js';
+import { parseOptions } from './args.js';
 
 export const INSPECT_HELP = `Usage: prunepack inspect MODEL [--json]
 

@@ -1,10 +1,8 @@
-#!/usr/bin/env node
 /**
  * prunepack command line: a thin layer over the library (src/index.ts).
  * Exit codes: 0 ok, 1 models differ / verification failed, 2 usage error,
  * 3 bad or unsupported input, 4 budget missed, 5 I/O or runtime failure.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { PrunepackError } from '../errors.js';
 import { runConvert, CONVERT_HELP } from './convert.js';
 import { runInspect, INSPECT_HELP } from './inspect.js';
@@ -18,7 +16,8 @@ Usage: prunepack <command> [options]
 
 Commands:
   inspect MODEL            format, operators and a table of weights (zeros, bytes, sparse or not)
-  convert MODEL --to T     write the model for target T and verify it (targets: tflite)
+  convert MODEL --to T     write the model for target T and verify it
+                           (targets: tflite-sparse, tflite)
   prune MODEL --sparsity S one-shot magnitude pruning for what-ifs (no fine-tuning) -o OUT
 
 Options for every command:
@@ -29,7 +28,8 @@ Options for every command:
 Examples:
   prunepack inspect samples/cnn-synthetic-80.tflite
   prunepack inspect model.tflite --json | jq '.weights[0]'
-  prunepack convert model.tflite --to tflite -o roundtrip.tflite
+  prunepack convert model.tflite --to tflite-sparse -o model.sparse.tflite
+  prunepack convert model.sparse.tflite --to tflite -o model.dense.tflite
   prunepack prune model.tflite --sparsity 0.8 --block 1x4 -o pruned.tflite
 
 Exit codes: 0 ok, 1 models differ, 2 usage error, 3 bad or unsupported input,
@@ -73,16 +73,8 @@ export function exitCodeFor(e: PrunepackError): number {
   }
 }
 
-/** Parses options, turning parseArgs' errors into usage errors. */
-export function parseOptions<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
-  try {
-    return parseArgs(config);
-  } catch (e) {
-    throw new PrunepackError('INVALID_ARGUMENT', (e as Error).message, { hint: 'Run with --help for the options' });
-  }
-}
-
-async function cli(): Promise<void> {
+/** Runs the command line in this process (the `prunepack` binary). */
+export async function cli(): Promise<void> {
   process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(EXIT.OK); });
   const argv = process.argv.slice(2);
   const verbose = argv.includes('--verbose');
@@ -101,4 +93,3 @@ async function cli(): Promise<void> {
   }
 }
 
-await cli();

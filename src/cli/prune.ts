@@ -4,7 +4,7 @@ import { openModel, pruneModel, readModel, writeModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
 import { writeFileAtomic } from '../io/files.js';
 import { formatInt, percent, table } from './format.js';
-import { parseOptions } from './main.js';
+import { parseOptions } from './args.js';
 
 export const PRUNE_HELP = `Usage: prunepack prune MODEL --sparsity S [--block RxC] -o OUT [--force] [--json]
 
