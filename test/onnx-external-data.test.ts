@@ -1,0 +1,213 @@
+/**
+ * ONNX external data: reading tensors from files next to the model, writing them, and refusing
+ * every hostile location with its own message without opening anything outside the folder.
+ * Run: npx tsc -p . && node --test dist/test/onnx-external-data.test.js
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { encodeOnnxModel, type ModelSpec, type TensorStorageSpec } from '../converters/onnx/builder.js';
+import { writeOnnxFiles } from '../converters/onnx/files.js';
+import { readOnnx, writeOnnx, type OnnxWeight } from '../converters/onnx/index.js';
+import { PrunepackError } from '../src/errors.js';
+import { openModel } from '../src/index.js';
+import { compareOnnxModels } from '../src/verify/onnx-runtime.js';
+import { mulberry32 } from '../src/verify/tflite-runtime.js';
+import { tempDir } from './helpers.js';
+
+const ROWS = 16;
+const COLS = 8;
+const rand = mulberry32(3);
+const W1 = Float32Array.from({ length: ROWS * COLS }, () => (rand() < 0.8 ? 0 : rand() - 0.5));
+const W2 = Float32Array.from({ length: COLS * 4 }, () => rand() - 0.5);
+const W1_BYTES = new Uint8Array(W1.buffer);
+const W2_BYTES = new Uint8Array(W2.buffer);
+const SECRET = Buffer.from('TOP-SECRET-OUTSIDE-THE-MODEL-FOLDER'.repeat(64));
+
+function model(w1Storage: TensorStorageSpec, w2Storage: TensorStorageSpec = 'raw'): Uint8Array {
+  const spec: ModelSpec = {
+    irVersion: 8, opsets: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'ext',
+      nodes: [
+        { opType: 'MatMul', inputs: ['x', 'W1'], outputs: ['h'] },
+        { opType: 'MatMul', inputs: ['h', 'W2'], outputs: ['y'] },
+      ],
+      initializers: [
+        { name: 'W1', dtype: 'float32', dims: [ROWS, COLS], data: W1_BYTES, storage: w1Storage },
+        { name: 'W2', dtype: 'float32', dims: [COLS, 4], data: W2_BYTES, storage: w2Storage },
+      ],
+      inputs: [{ name: 'x', dtype: 'float32', dims: [1, ROWS] }],
+      outputs: [{ name: 'y', dtype: 'float32', dims: [1, 4] }],
+    },
+  };
+  return encodeOnnxModel(spec);
+}
+
+let root: string;
+let folder: string;
+let outside: string;
+let secretPath: string;
+/** Every path opened through node:fs while a hostile model is read. */
+let opened: string[] = [];
+const realOpen = fs.openSync;
+const realReadFile = fs.readFileSync;
+
+function startSpying(): void {
+  opened = [];
+  (fs as { openSync: typeof fs.openSync }).openSync = ((p: fs.PathLike, ...rest: unknown[]) => {
+    opened.push(path.resolve(String(p)));
+    return (realOpen as (...a: unknown[]) => number)(p, ...rest);
+  }) as typeof fs.openSync;
+  (fs as { readFileSync: typeof fs.readFileSync }).readFileSync = ((p: fs.PathOrFileDescriptor, ...rest: unknown[]) => {
+    if (typeof p !== 'number') opened.push(path.resolve(String(p)));
+    return (realReadFile as (...a: unknown[]) => unknown)(p, ...rest);
+  }) as typeof fs.readFileSync;
+}
+
+function stopSpying(): string[] {
+  (fs as { openSync: typeof fs.openSync }).openSync = realOpen;
+  (fs as { readFileSync: typeof fs.readFileSync }).readFileSync = realReadFile;
+  return opened;
+}
+
+function writeModelFile(name: string, bytes: Uint8Array): string {
+  const file = path.join(folder, name);
+  fs.writeFileSync(file, bytes);
+  return file;
+}
+
+before(() => {
+  root = tempDir('onnx-ext');
+  folder = path.join(root, 'model');
+  outside = path.join(root, 'outside');
+  fs.mkdirSync(path.join(folder, 'sub'), { recursive: true });
+  fs.mkdirSync(outside);
+  secretPath = path.join(outside, 'secret.bin');
+  fs.writeFileSync(secretPath, SECRET);
+  // weights.bin: 100 bytes of padding, then W1, then W2
+  const data = Buffer.concat([Buffer.alloc(100, 0xee), Buffer.from(W1_BYTES), Buffer.from(W2_BYTES)]);
+  fs.writeFileSync(path.join(folder, 'weights.bin'), data);
+  fs.writeFileSync(path.join(folder, 'sub', 'w1.bin'), W1_BYTES);
+  fs.symlinkSync(path.join('..', 'outside', 'secret.bin'), path.join(folder, 'link.bin'));
+  fs.symlinkSync(path.join(folder, 'weights.bin'), path.join(folder, 'inside-link.bin'));
+  fs.linkSync(secretPath, path.join(folder, 'hard.bin'));
+});
+
+after(() => {
+  stopSpying();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('reading external data', () => {
+  test('location, offset and length resolve relative to the model folder', () => {
+    const file = writeModelFile('ok.onnx', model(
+      { external: { location: 'weights.bin', offset: 100, length: W1_BYTES.length } },
+      { external: { location: 'weights.bin', offset: 100 + W1_BYTES.length } },
+    ));
+    startSpying();
+    const { model: m } = openModel(file);
+    const byName = new Map(m.weights.map((w) => [w.name, w as OnnxWeight]));
+    assert.deepEqual(Buffer.from(byName.get('W1')!.denseBytes()), Buffer.from(W1_BYTES));
+    assert.deepEqual(Buffer.from(byName.get('W2')!.denseBytes()), Buffer.from(W2_BYTES));
+    const paths = stopSpying();
+    assert.ok(paths.includes(fs.realpathSync(path.join(folder, 'weights.bin'))), 'the spy sees external data opens');
+    assert.equal(byName.get('W1')!.onnx.storage, 'external');
+  });
+
+  test('subfolders, inner .. that stays inside, and symlinks inside the folder are accepted', () => {
+    for (const location of ['sub/w1.bin', 'sub/../sub/w1.bin', './sub/w1.bin']) {
+      const file = writeModelFile('sub-ok.onnx', model({ external: { location } }));
+      assert.deepEqual(Buffer.from(openModel(file).model.weights[0]!.denseBytes()), Buffer.from(W1_BYTES), location);
+    }
+    const file = writeModelFile('link-ok.onnx', model({ external: { location: 'inside-link.bin', offset: 100, length: W1_BYTES.length } }));
+    assert.deepEqual(Buffer.from(openModel(file).model.weights[0]!.denseBytes()), Buffer.from(W1_BYTES));
+  });
+
+  const hostile: Array<{ name: string; storage: TensorStorageSpec; code: string; message: RegExp }> = [
+    { name: 'absolute path', storage: { external: { location: '' } }, code: 'UNSAFE_PATH', message: /is an absolute path/ },
+    { name: '../ escape', storage: { external: { location: '../outside/secret.bin' } }, code: 'UNSAFE_PATH', message: /climbs out of the model folder \(it starts with '\.\.'\)/ },
+    { name: 'a/../../b escape', storage: { external: { location: 'sub/../../outside/secret.bin' } }, code: 'UNSAFE_PATH', message: /leaves the model folder after resolving '\.\.' \(it resolves to '\.\.\/outside\/secret\.bin'\)/ },
+    { name: 'symlink out of the folder', storage: { external: { location: 'link.bin' } }, code: 'UNSAFE_PATH', message: /symlink .* leads outside the model folder/ },
+    { name: 'hardlink', storage: { external: { location: 'hard.bin' } }, code: 'UNSAFE_PATH', message: /has 2 hard links/ },
+    { name: 'onnxruntime in-memory sentinel', storage: { external: { location: '*/_ORT_MEM_ADDR_/*', offset: 4096, length: 512 } }, code: 'UNSAFE_PATH', message: /in-memory sentinel/ },
+    { name: 'offset + length past EOF', storage: { external: { location: 'weights.bin', offset: 1000, length: 512 } }, code: 'CORRUPT', message: /runs past the end of weights\.bin/ },
+    { name: 'negative length', storage: { external: { location: 'weights.bin', offset: 100, length: '-512' } }, code: 'CORRUPT', message: /length is negative/ },
+    { name: 'negative offset', storage: { external: { location: 'weights.bin', offset: '-4', length: 512 } }, code: 'CORRUPT', message: /offset is negative/ },
+    { name: 'non-numeric offset', storage: { external: { location: 'weights.bin', offset: '0x10', length: 512 } }, code: 'CORRUPT', message: /offset is not a number/ },
+    { name: 'NUL byte', storage: { external: { location: 'weights.bin\0../../outside/secret.bin' } }, code: 'UNSAFE_PATH', message: /NUL byte/ },
+    { name: 'a folder', storage: { external: { location: 'sub' } }, code: 'UNSAFE_PATH', message: /not a regular file/ },
+    { name: 'missing file', storage: { external: { location: 'nope.bin' } }, code: 'IO', message: /cannot be opened: ENOENT/ },
+    { name: 'length not matching the tensor', storage: { external: { location: 'weights.bin', offset: 0, length: 16 } }, code: 'CORRUPT', message: /does not match the tensor shape/ },
+  ];
+
+  for (const c of hostile) {
+    test(`refuses ${c.name}`, () => {
+      const storage = c.name === 'absolute path' ? { external: { location: secretPath } } : c.storage;
+      const file = writeModelFile(`hostile-${c.name.replace(/\W+/g, '-')}.onnx`, model(storage));
+      startSpying();
+      let error: unknown;
+      try { openModel(file); } catch (e) { error = e; }
+      const paths = stopSpying();
+      assert.ok(error instanceof PrunepackError, `expected a PrunepackError, got ${String(error)}`);
+      assert.equal(error.code, c.code, error.message);
+      assert.match(error.message, c.message);
+      assert.ok(!error.message.includes('TOP-SECRET'), 'no outside bytes in the message');
+      const realFolder = fs.realpathSync(folder);
+      const outsideOpens = paths.filter((p) => !p.startsWith(realFolder + path.sep) && !p.startsWith(folder + path.sep));
+      assert.deepEqual(outsideOpens, [], 'nothing outside the model folder was opened');
+    });
+  }
+
+  test('each hostile case has its own message', () => {
+    assert.equal(new Set(hostile.map((c) => c.message.source)).size, hostile.length);
+  });
+
+  test('external data without a model path is an argument error', () => {
+    assert.throws(() => readOnnx(model({ external: { location: 'weights.bin', offset: 100, length: W1_BYTES.length } })),
+      (e: unknown) => e instanceof PrunepackError && e.code === 'INVALID_ARGUMENT' && /path is unknown/.test(e.message));
+  });
+});
+
+describe('writing external data', () => {
+  test('in-memory targets inline external tensors; the result runs like the original', async () => {
+    const file = writeModelFile('inline-src.onnx', model({ external: { location: 'weights.bin', offset: 100, length: W1_BYTES.length } }));
+    const { model: m } = openModel(file);
+    const inline = writeOnnx(m, 'onnx');
+    const back = readOnnx(inline);
+    assert.equal((back.weights[0] as OnnxWeight).onnx.storage, 'raw');
+    assert.deepEqual(Buffer.from(back.weights[0]!.denseBytes()), Buffer.from(W1_BYTES));
+    const r = await compareOnnxModels(file, inline);
+    assert.ok(r.bitIdentical);
+  });
+
+  test('writeOnnxFiles puts tensors over the threshold in a data file next to the model; reading it back gives the same weights', async () => {
+    const src = model('raw', 'typed');
+    const m = readOnnx(src);
+    const out = path.join(folder, 'written', 'model.onnx');
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    for (const target of ['onnx', 'onnx-sparse'] as const) {
+      const result = writeOnnxFiles(m, out, { target, externalData: { location: 'model.onnx.data', threshold: 64 } });
+      assert.equal(result.externalPath, path.join(path.dirname(out), 'model.onnx.data'));
+      assert.ok(result.externalBytes >= (target === 'onnx' ? W1_BYTES.length + W2_BYTES.length : W2_BYTES.length));
+      const back = openModel(out).model;
+      for (const w of back.weights as OnnxWeight[]) {
+        const want = w.name === 'W1' ? W1_BYTES : W2_BYTES;
+        assert.deepEqual(Buffer.from(w.denseBytes()), Buffer.from(want), `${target} ${w.name}`);
+      }
+      const storages = new Map((back.weights as OnnxWeight[]).map((w) => [w.name, w.onnx.storage]));
+      assert.equal(storages.get('W2'), 'external');
+      assert.equal(storages.get('W1'), target === 'onnx' ? 'external' : 'sparse (linear)');
+      const r = await compareOnnxModels(src, out);
+      assert.ok(r.bitIdentical, `${target}: ${JSON.stringify(r.outputs)}`);
+    }
+  });
+
+  test('an escaping external data location is refused on write too', () => {
+    const m = readOnnx(model('raw'));
+    assert.throws(() => writeOnnxFiles(m, path.join(folder, 'esc.onnx'), { target: 'onnx', externalData: { location: '../outside/x.data', threshold: 1 } }),
+      (e: unknown) => e instanceof PrunepackError && e.code === 'UNSAFE_PATH');
+    assert.ok(!fs.existsSync(path.join(outside, 'x.data')));
+  });
+});
