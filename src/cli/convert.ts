@@ -19,7 +19,8 @@ export const CONVERT_HELP = `Usage: prunepack convert MODEL --to TARGET [-o OUT]
 
 Writes MODEL for TARGET and verifies it: the output goes to a temporary file next to OUT, is
 read back (every weight decoded and compared with the input's dense values), both models run
-in the TFLite WASM runtime on the same deterministic inputs, and only then is it renamed to OUT.
+in their runtime (TFLite WASM for TFLite, onnxruntime-node for ONNX) on the same deterministic
+inputs, and only then is it renamed to OUT.
 
 Targets:
   tflite          plain dense TFLite: sparse tensors expanded, DENSIFY operators removed,
@@ -27,6 +28,9 @@ Targets:
   tflite-sparse   sparse TFLite that TFLite runtimes run: every float32 / float16 / int8 weight
                   with enough zeros, in the smallest layout its consumer reads (FULLY_CONNECTED
                   natively, everything else through DENSIFY); weights the runtime refuses stay dense
+  onnx            plain dense ONNX: every sparse tensor expanded (lossless otherwise)
+  onnx-sparse     ONNX with checker-valid sparse tensors where they are smaller (file size only:
+                  onnxruntime densifies them at load)
 
 Options:
   --to TARGET          target format (required)
@@ -42,7 +46,8 @@ Options:
 Examples:
   prunepack convert model.tflite --to tflite-sparse -o model.sparse.tflite
   prunepack convert model.tflite --to tflite-sparse --block 1x4 --keep-dense embedding
-  prunepack convert model.sparse.tflite --to tflite -o model.dense.tflite`;
+  prunepack convert model.sparse.tflite --to tflite -o model.dense.tflite
+  prunepack convert model.onnx --to onnx-sparse -o model.sparse.onnx`;
 
 interface SizeSummary {
   inputBytes: number;
@@ -120,6 +125,21 @@ export async function runConvert(args: string[]): Promise<number> {
     }
   } else {
     bytes = writeModel(model, target);
+    if (verify && model.format === 'onnx') {
+      // Both models in onnxruntime-node on the same deterministic inputs.
+      const { compareOnnxModels } = await import('../verify/onnx-runtime.js');
+      const comparison = await compareOnnxModels(source.path ?? source.bytes, bytes);
+      runtime = {
+        engine: comparison.runtime, seeds: [1], bitIdentical: comparison.bitIdentical, withinTolerance: comparison.bitIdentical,
+        tolerance: 0, maxAbsDiff: comparison.maxAbsDiff, maxRelDiff: comparison.maxRelDiff,
+        outputs: comparison.outputs.map((o) => ({ ...o, referenceMaxAbs: Number.NaN })),
+      };
+      if (!comparison.bitIdentical) {
+        throw new PrunepackError('VERIFY_FAILED', 'the written model computes different outputs in onnxruntime', {
+          location: output, expected: 'bit-identical outputs', found: `max abs ${comparison.maxAbsDiff}, max rel ${comparison.maxRelDiff}`,
+        });
+      }
+    }
   }
 
   writeFileAtomic(output, bytes.length, [{ position: 0, bytes }], verify ? (temp) => {

@@ -17,7 +17,7 @@ Usage: prunepack <command> [options]
 Commands:
   inspect MODEL            format, operators and a table of weights (zeros, bytes, sparse or not)
   convert MODEL --to T     write the model for target T and verify it
-                           (targets: tflite-sparse, tflite)
+                           (targets: tflite-sparse, tflite, onnx-sparse, onnx)
   prune MODEL --sparsity S one-shot magnitude pruning for what-ifs (no fine-tuning) -o OUT
 
 Options for every command:
