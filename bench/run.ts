@@ -75,6 +75,21 @@ async function main(): Promise<void> {
       const result = await sparsity.benchSparsity(Math.round(256 * MB * scale));
       for (const [metric, value] of Object.entries(result)) rows.push({ benchmark: 'sparsity 256 MB float32, 80% zeros', metric, value: value as number });
     }
+    // 3. tflite-sparse against the official converter's published outputs.
+    const { officialComparison } = await import('./official-comparison.js');
+    let oursTotal = 0;
+    let officialTotal = 0;
+    for (const r of officialComparison()) {
+      oursTotal += r.ours;
+      officialTotal += r.official;
+      rows.push(
+        { benchmark: `vs official converter: ${r.model}`, metric: 'our dense bytes', value: r.dense, target: `official dense ${r.officialDense.toLocaleString('en-US')}` },
+        { benchmark: `vs official converter: ${r.model}`, metric: 'our tflite-sparse bytes', value: r.ours },
+        { benchmark: `vs official converter: ${r.model}`, metric: 'ours / official', value: r.ours / r.official, target: '<= 1' },
+        { benchmark: `vs official converter: ${r.model}`, metric: 'ours / information bound', value: r.ours / r.bound },
+      );
+    }
+    rows.push({ benchmark: 'vs official converter: all four', metric: 'ours / official, total bytes', value: oursTotal / officialTotal, target: '<= 0.9' });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
