@@ -2,5 +2,6 @@
 import type { FormatPlugin } from '../src/plugin.js';
 import { tflitePlugin } from './tflite/index.js';
 import { onnxPlugin } from './onnx/index.js';
+import { tfjsPlugin } from './tfjs/index.js';
 
-export const plugins: readonly FormatPlugin[] = [tflitePlugin, onnxPlugin];
+export const plugins: readonly FormatPlugin[] = [tflitePlugin, onnxPlugin, tfjsPlugin];

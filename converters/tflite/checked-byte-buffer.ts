@@ -2,30 +2,42 @@ import * as flatbuffers from 'flatbuffers';
 import { PrunepackError } from '../../src/errors.js';
 
 /**
+ * Budget units per file byte: a unit is one field read, or about 8 bytes of what the reader
+ * builds from it (a 64-bit read makes a BigInt: 4 units; a string costs a unit per 4 bytes).
+ * Honest files use at most about one unit per byte of structure (their weights cost nothing: they
+ * stay views), so 4 leaves a wide margin while a file whose tables all share one table, vector
+ * or string cannot unpack into more than ~32 bytes of objects per file byte.
+ */
+export const READ_BUDGET_PER_BYTE = 4;
+/** Every file may spend at least this much (small files with much structure). */
+export const MIN_READ_BUDGET = 1 << 20;
+
+/**
  * A flatbuffers ByteBuffer that checks every read against the real bytes, so generated
  * accessors cannot read past the end, follow a negative offset, or loop over a vector
  * longer than the file. A read budget proportional to the input size bounds the total
- * work (a small hostile file whose tables all point at one large vector cannot make the
- * reader allocate gigabytes).
+ * work (a small hostile file whose tables all point at one large vector or string cannot
+ * make the reader allocate gigabytes).
  */
 export class CheckedByteBuffer extends flatbuffers.ByteBuffer {
   private readonly size: number;
   private reads = 0;
   private readonly readBudget: number;
 
-  constructor(bytes: Uint8Array, readBudgetPerByte = 8) {
+  constructor(bytes: Uint8Array, readBudgetPerByte = READ_BUDGET_PER_BYTE) {
     super(bytes);
     this.size = bytes.length;
-    this.readBudget = Math.max(1 << 20, bytes.length * readBudgetPerByte);
+    this.readBudget = Math.max(MIN_READ_BUDGET, bytes.length * readBudgetPerByte);
   }
 
-  private check(offset: number, width: number): void {
+  private check(offset: number, width: number, cost = 1): void {
     if (!(offset >= 0 && offset + width <= this.size)) {
       throw corrupt(`a ${width}-byte field lies outside the file`, offset, `offset + ${width} <= ${this.size}`, String(offset));
     }
-    if (++this.reads > this.readBudget) {
+    this.reads += cost;
+    if (this.reads > this.readBudget) {
       throw corrupt('the flatbuffer references far more data than the file holds (shared or cyclic tables)', offset,
-        `at most ${this.readBudget} field reads for a ${this.size}-byte file`, 'more');
+        `at most ${this.readBudget} budget units (field reads) for a ${this.size}-byte file`, 'more');
     }
   }
 
@@ -51,11 +63,11 @@ export class CheckedByteBuffer extends flatbuffers.ByteBuffer {
     return this.readInt32(offset) >>> 0;
   }
   override readInt64(offset: number): bigint {
-    this.check(offset, 8);
+    this.check(offset, 8, 4);
     return super.readInt64(offset);
   }
   override readUint64(offset: number): bigint {
-    this.check(offset, 8);
+    this.check(offset, 8, 4);
     return super.readUint64(offset);
   }
   override readFloat32(offset: number): number {
@@ -105,6 +117,8 @@ export class CheckedByteBuffer extends flatbuffers.ByteBuffer {
     if (start + 4 + length > this.size) {
       throw corrupt('a string runs past the end of the file', start, `length <= ${this.size - start - 4}`, String(length));
     }
+    // Decoding allocates the whole string: charge it, or one string shared by every table would not count.
+    this.check(start, 4, Math.ceil(length / 4));
     return super.__string(offset, encoding);
   }
 

@@ -62,14 +62,23 @@ export function buildModel(doc: TfliteDocument): Model {
       });
     });
 
+    // Tensors whose readers were already attributed to a weight through a pass-through operator:
+    // a tensor is expanded once per model, so hostile wiring (cycles, one tensor produced by many
+    // operators, an input listed thousands of times) cannot multiply the consumer lists.
+    const expanded = new Set<number>();
     const consumersOf = (tensor: number, via: string[], depth: number): WeightConsumer[] => {
       const out: WeightConsumer[] = [];
       for (const [o, operand] of readers.get(tensor) ?? []) {
         const op = sg.operators[o]!;
         const name = opNames[op.opcodeIndex] ?? `OPCODE_${op.opcodeIndex}`;
-        if (PASS_THROUGH.has(name) && depth < 4 && op.outputs.length === 1) {
-          const next = consumersOf(op.outputs[0]!, [...via, name], depth + 1);
-          if (next.length) { out.push(...next); continue; }
+        const output = op.outputs[0] ?? -1;
+        if (PASS_THROUGH.has(name) && depth < 4 && op.inputs.length === 1 && op.outputs.length === 1 && output >= 0 && !expanded.has(output)) {
+          expanded.add(output);
+          const next = consumersOf(output, [...via, name], depth + 1);
+          if (next.length) {
+            for (const c of next) out.push(c);
+            continue;
+          }
         }
         out.push({ op: name, opIndex: o, subgraph: s, operand, ...(via.length ? { via } : {}) });
       }
@@ -114,7 +123,7 @@ function makeWeight(
     denseBytes(): Uint8Array {
       if (!sparsity) {
         if (dtype !== 'string' && dtype !== 'resource' && dtype !== 'variant') {
-          const expected = byteLengthOf(dtype, elementCount(shape));
+          const expected = byteLengthOf(dtype, checkedElementCount(shape, where));
           if (buffer.byteLength !== expected) {
             throw new PrunepackError('CORRUPT', 'buffer size does not match the tensor shape', {
               format: 'tflite', location: where, expected: `${expected} bytes for ${dtype}[${shape.join(',')}]`, found: `${buffer.byteLength} bytes`,
@@ -127,6 +136,18 @@ function makeWeight(
       return dense;
     },
   };
+}
+
+/** Element count of a stored shape; a negative dim or a product past 2^53 means a damaged file. */
+function checkedElementCount(shape: number[], where: string): number {
+  try {
+    return elementCount(shape);
+  } catch (e) {
+    const shown = shape.length > 8 ? `${shape.slice(0, 8).join(',')},... (rank ${shape.length})` : shape.join(',');
+    throw new PrunepackError('CORRUPT', 'invalid tensor shape', {
+      format: 'tflite', location: where, expected: 'dimensions >= 0 whose product is below 2^53', found: `[${shown}]`, cause: e,
+    });
+  }
 }
 
 function toQuantization(tensor: TensorT): Quantization | undefined {

@@ -18,7 +18,8 @@ import { PrunepackError } from '../../src/errors.js';
 import type { DimensionMetadata as NeutralDim, IndexVector, SparsityParams } from '../../src/sparsity/types.js';
 import { CheckedByteBuffer } from './checked-byte-buffer.js';
 import { TfliteBuffer, TypedSparsityT, type TfliteDocument } from './document.js';
-import { buildModel } from './model-view.js';
+import { buildModel, tensorDType } from './model-view.js';
+import { dtypeBits } from '../../src/model/dtype.js';
 import type { Model } from '../../src/model/types.js';
 
 export interface TfliteReadOptions {
@@ -96,11 +97,102 @@ export function readTfliteDocument(bytes: Uint8Array, options: TfliteReadOptions
       }
       buffers.push(new TfliteBuffer(inline, offset, size, load));
     }
+    checkReferences(model, buffers.length);
+    checkSparseExpansion(model, buffers, fileSize);
     return { model, buffers };
   } catch (e) {
     if (e instanceof PrunepackError) throw e;
     throw new PrunepackError('CORRUPT', `cannot parse the flatbuffer: ${(e as Error).message}`, { format: 'tflite', cause: e });
   }
+}
+
+/**
+ * Every index that points into another table must land inside it (what TFLite's verifier checks),
+ * so code walking the graph never meets an undefined tensor, buffer or operator code. Operator
+ * inputs and outputs may be -1 (an omitted optional operand).
+ */
+function checkReferences(model: ModelT, bufferCount: number): void {
+  const bad = (location: string, expected: string, found: number) => new PrunepackError('CORRUPT', 'an index points outside its table', {
+    format: 'tflite', location, expected, found: String(found), hint: 'The file is damaged; re-export it from the original model',
+  });
+  const codes = model.operatorCodes.length;
+  model.subgraphs.forEach((sg, s) => {
+    const tensors = sg.tensors.length;
+    const tensorRange = `a tensor index in 0..${tensors - 1}`;
+    sg.tensors.forEach((tensor, t) => {
+      if (tensor.buffer !== 0 && !(tensor.buffer > 0 && tensor.buffer < bufferCount)) {
+        throw bad(`subgraph ${s} tensor ${t} buffer`, `a buffer index in 0..${bufferCount - 1}`, tensor.buffer);
+      }
+    });
+    for (const [list, name] of [[sg.inputs, 'inputs'], [sg.outputs, 'outputs']] as const) {
+      list.forEach((i, k) => { if (!(i >= 0 && i < tensors)) throw bad(`subgraph ${s} ${name}[${k}]`, tensorRange, i); });
+    }
+    sg.operators.forEach((op, o) => {
+      if (!(op.opcodeIndex >= 0 && op.opcodeIndex < codes)) {
+        throw bad(`subgraph ${s} operator ${o} opcode_index`, `an operator code index in 0..${codes - 1}`, op.opcodeIndex);
+      }
+      for (const [list, name] of [[op.inputs, 'inputs'], [op.outputs, 'outputs'], [op.intermediates, 'intermediates']] as const) {
+        list.forEach((i, k) => { if (!(i >= -1 && i < tensors)) throw bad(`subgraph ${s} operator ${o} ${name}[${k}]`, `-1 or ${tensorRange}`, i); });
+      }
+    });
+  });
+  model.signatureDefs.forEach((sig, g) => {
+    const sg = model.subgraphs[sig.subgraphIndex];
+    if (!sg) throw bad(`signature_defs[${g}] subgraph_index`, `a subgraph index in 0..${model.subgraphs.length - 1}`, sig.subgraphIndex);
+    for (const [list, name] of [[sig.inputs, 'inputs'], [sig.outputs, 'outputs']] as const) {
+      list.forEach((m, k) => {
+        if (!(m.tensorIndex >= 0 && m.tensorIndex < sg.tensors.length)) {
+          throw bad(`signature_defs[${g}] ${name}[${k}] tensor_index`, `a tensor index in 0..${sg.tensors.length - 1}`, m.tensorIndex);
+        }
+      });
+    }
+  });
+}
+
+/**
+ * Dense bytes the sparse tensors of one file may expand to, in total: 64 MiB plus 64 times the
+ * file size (a 98%-sparse float32 tensor in CSR with uint8 indices expands about 40 times).
+ */
+export function maxSparseExpansion(fileSize: number): number {
+  return 64 * 2 ** 20 + 64 * fileSize;
+}
+
+/** Largest dense tensor a sparse one may expand to (one typed array, one TFLite buffer). */
+export const MAX_DENSE_TENSOR_BYTES = 2 ** 31 - 1;
+
+/**
+ * A sparse tensor declares its dense size in its shape, not in stored bytes: refuse a file whose
+ * sparse tensors declare more than the limits before anything (reader or writer) densifies them.
+ * Invalid shapes and types are left to the sparsity verifier, which names the field at fault.
+ */
+function checkSparseExpansion(model: ModelT, buffers: TfliteBuffer[], fileSize: number): void {
+  const limit = maxSparseExpansion(fileSize);
+  let total = 0;
+  model.subgraphs.forEach((sg, s) => sg.tensors.forEach((tensor, t) => {
+    if (!tensor.sparsity || !buffers[tensor.buffer]?.hasData) return;
+    let bits: number;
+    try { bits = dtypeBits(tensorDType(tensor.type, '')); } catch { return; }
+    let count = 1;
+    for (const d of tensor.shape) {
+      if (d < 0) return;
+      count *= d;
+    }
+    const bytes = Math.ceil((count * bits) / 8);
+    const where = `subgraph ${s} tensor ${t} "${typeof tensor.name === 'string' ? tensor.name : ''}"`;
+    if (bytes > MAX_DENSE_TENSOR_BYTES) {
+      throw new PrunepackError('UNSUPPORTED', 'a sparse tensor declares a dense size over 2 GiB', {
+        format: 'tflite', location: where, expected: `at most ${MAX_DENSE_TENSOR_BYTES} dense bytes`, found: `${bytes} bytes for shape [${tensor.shape.join(',')}]`,
+        hint: 'The file is damaged, or holds a tensor too large to expand in memory',
+      });
+    }
+    total += bytes;
+    if (total > limit) {
+      throw new PrunepackError('UNSUPPORTED', 'the sparse tensors declare more dense data than prunepack expands for a file this size', {
+        format: 'tflite', location: where, expected: `at most ${limit} dense bytes in total (64 MiB + 64 x ${fileSize} file bytes)`, found: `${total} bytes so far`,
+        hint: 'The file is damaged or hostile: its sparse tensors would expand far beyond what it stores',
+      });
+    }
+  }));
 }
 
 function readSubgraphs(fb: FbModel, bb: CheckedByteBuffer): SubGraphT[] {

@@ -20,6 +20,10 @@ import type { DType } from '../../src/model/dtype.js';
 import type { LevelFormat } from '../../src/sparsity/format-converter.js';
 import type { TfliteDocument } from './document.js';
 import { operatorName, tensorDType } from './model-view.js';
+import {
+  DENSE_PREDICTION, DEFAULT_RUNTIME, OPTIMIZE_GOALS, analyzeXnnpackNchw, chooseCandidate, nativeEncodingOf, predictDensify, predictNative,
+  runtimeProfile, type CostPrediction, type OptimizeGoal, type XnnpackCluster,
+} from './latency.js';
 
 export type BlockChoice = 'auto' | 'none' | '1x4' | '1x16';
 export const BLOCK_CHOICES: readonly BlockChoice[] = ['auto', 'none', '1x4', '1x16'];
@@ -35,6 +39,14 @@ export interface SparsePlanOptions {
   block?: BlockChoice;
   /** Tensor names to leave dense. */
   keepDense?: readonly string[];
+  /**
+   * What to optimize (latency.ts): 'size' the smallest file (the default of this API, and what it
+   * always did), 'balanced' the smallest file not predicted slower than dense in `runtime` (the
+   * command line's default), 'latency' the encodings predicted fastest in `runtime`.
+   */
+  optimize?: OptimizeGoal;
+  /** Runtime whose measured cost profile drives 'balanced' / 'latency' (default 'litert'). */
+  runtime?: string;
 }
 
 /** How a weight is written: unchanged, sparse read by FULLY_CONNECTED itself, or sparse + DENSIFY. */
@@ -76,12 +88,19 @@ export interface SparsePlanEntry {
   bytesAfter: number;
   /** Layout to write (route 'native' or 'densify'). */
   layout?: SparseLayout;
+  /** Values in the sparse buffer (zeros inside stored blocks included). */
+  storedValues?: number;
   /** float16 weights feeding DEQUANTIZE: the chain is sparse -> DENSIFY -> DEQUANTIZE. */
   viaDequantize?: boolean;
   /** Operators reading the weight natively (route 'native'): they must be FULLY_CONNECTED v8. */
   nativeOperators?: number[];
   /** Stored -0.0 values that the sparse encoding turns into +0.0 (numerically equal). */
   negativeZeros?: number;
+  /**
+   * Predicted per-inference time of the weight's reader(s) with this encoding relative to dense,
+   * in the plan's runtime (latency.ts); absent for dense weights.
+   */
+  cost?: CostPrediction;
 }
 
 export interface XnnpackReport {
@@ -94,6 +113,21 @@ export interface XnnpackReport {
   conv1x1ZeroShare: number | null;
   /** FULLY_CONNECTED operators at version 8 (XNNPACK does not take them). */
   nativeFullyConnected: number;
+  /**
+   * The operators around the 1x1 convolutions fit XNNPACK's NCHW rules: at least one cluster from
+   * an entry convolution to an exit operator (latency.ts, analyzeXnnpackNchw).
+   */
+  patternFits: boolean;
+  /**
+   * XNNPACK is expected to switch to sparse inference at load time: a float weight is read through
+   * DENSIFY by a delegated operator, and a fitting cluster's 1x1 filters are more than 2/3 zeros.
+   * (`qualifies` is the zeros threshold alone.)
+   */
+  expected: boolean;
+  /** The fitting clusters (operator indices refer to the dense model). */
+  clusters: XnnpackCluster[];
+  /** When the pattern does not fit: the first operators that break it and why. */
+  blockers: string[];
   /** One line: why it qualifies or not. */
   reason: string;
 }
@@ -482,6 +516,12 @@ export function planSparseTflite(doc: TfliteDocument, options: SparsePlanOptions
   const minSparsity = options.minSparsity ?? 0.3;
   const block = options.block ?? 'auto';
   const keepDense = [...(options.keepDense ?? [])];
+  const optimize = options.optimize ?? 'size';
+  const runtime = options.runtime ?? DEFAULT_RUNTIME;
+  if (!OPTIMIZE_GOALS.includes(optimize)) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'unknown optimize goal', { expected: OPTIMIZE_GOALS.join(', '), found: String(optimize) });
+  }
+  const profile = runtimeProfile(runtime);
   if (!(minSparsity >= 0 && minSparsity <= 1)) {
     throw new PrunepackError('INVALID_ARGUMENT', 'minimum sparsity out of range', { expected: 'a number in [0, 1]', found: String(options.minSparsity) });
   }
@@ -577,28 +617,51 @@ export function planSparseTflite(doc: TfliteDocument, options: SparsePlanOptions
       if (best) candidates.push({ ...best, route: 'densify', total: best.bytes + densifyOverheadBytes(shape, densifiedName(t)) });
       if (candidates.length === 0) return dense('no sparse layout applies');
       candidates.sort((a, b) => a.total - b.total);
-      const chosen = candidates[0]!;
-      if (chosen.total >= bytesBefore) {
-        return dense(`sparse (${chosen.total} B as ${chosen.description}) not smaller than dense`);
+      // Predicted per-inference cost of each candidate in the plan's runtime (latency.ts)
+      const costOf = (c: (typeof candidates)[number]): CostPrediction | null => (c.route === 'native'
+        ? predictNative(profile, nativeEncodingOf(dtype, c.layout.blockSize)!, shape[0]!, shape[1]!, c.values)
+        : predictDensify(profile, dtype));
+      const costed = candidates.flatMap((c) => {
+        const cost = costOf(c);
+        return cost ? [{ ...c, cost }] : optimize === 'size' ? [{ ...c, cost: { relativeCost: Number.NaN, upperCost: Number.POSITIVE_INFINITY, basis: `${profile.name} cannot run it` } }] : [];
+      });
+      const chosen = chooseCandidate(optimize, [{ route: 'dense' as const, total: bytesBefore, cost: DENSE_PREDICTION }, ...costed]);
+      const times = (c: { cost: CostPrediction }) => (Number.isFinite(c.cost.relativeCost) ? `${c.cost.relativeCost.toFixed(2)}x dense time` : c.cost.basis);
+      if (chosen.route === 'dense') {
+        const smallest = costed[0] ?? candidates[0]!;
+        if (optimize === 'size' || smallest.total >= bytesBefore) {
+          return dense(`sparse (${smallest.total} B as ${smallest.description}) not smaller than dense`);
+        }
+        const rejected = costed.map((c) => `${c.description} ${times(c)}`).join(', ')
+          || `${profile.name} cannot run ${candidates.map((c) => c.description).join(', ')}`;
+        return dense(`${optimize}: no sparse encoding predicted at least as fast as dense in ${profile.name} (${rejected})`);
       }
       entry.route = chosen.route;
       entry.encoding = chosen.description;
       entry.layout = chosen.layout;
       entry.bytesAfter = chosen.total;
+      entry.storedValues = chosen.values;
+      if (Number.isFinite(chosen.cost.relativeCost)) entry.cost = chosen.cost;
       if (negativeZeros) entry.negativeZeros = negativeZeros;
+      // What the goal traded: a smaller encoding predicted slower, or a faster one that is larger.
+      const smaller = optimize === 'size' ? undefined : costed.find((c) => c.total < chosen.total);
+      const faster = optimize === 'size' ? undefined : costed.find((c) => c.cost.upperCost < chosen.cost.upperCost);
+      const trade = smaller ? `; ${optimize}: not ${smaller.description} (${smaller.total} B, ${times(smaller)})`
+        : faster ? `; ${optimize}: not ${faster.description} (${faster.total} B, ${times(faster)})` : '';
+      const predicted = optimize === 'size' ? '' : `, ${times(chosen)} in ${profile.name}`;
       if (chosen.route === 'native') {
         entry.nativeOperators = tensorReaders.map((r) => r.op);
         const alternative = candidates.find((c) => c.route === 'densify');
-        entry.reason = `${(entry.zeroShare * 100).toFixed(1)}% zeros; read natively by FULLY_CONNECTED${alternative ? ` (DENSIFY: ${alternative.total} B)` : ''}`;
+        entry.reason = `${(entry.zeroShare * 100).toFixed(1)}% zeros; read natively by FULLY_CONNECTED${predicted}${alternative ? ` (DENSIFY: ${alternative.total} B)` : ''}${trade}`;
       } else {
         if (viaDequantize) entry.viaDequantize = true;
         const alternative = candidates.find((c) => c.route === 'native');
-        entry.reason = `${(entry.zeroShare * 100).toFixed(1)}% zeros; smallest of ${tried} layouts tried${alternative ? ` (FC native: ${alternative.total} B)` : ''}`;
+        entry.reason = `${(entry.zeroShare * 100).toFixed(1)}% zeros; smallest of ${tried} layouts tried${predicted}${alternative ? ` (FC native: ${alternative.total} B)` : ''}${trade}`;
       }
     });
   });
 
-  return finishPlan(doc, { minSparsity, block, keepDense }, entries);
+  return finishPlan(doc, { minSparsity, block, keepDense, optimize, runtime }, entries);
 }
 
 /** Turns the given entries dense (e.g. after the runtime refused them) and recomputes the report. */
@@ -606,7 +669,7 @@ export function keepDenseInPlan(doc: TfliteDocument, plan: SparsePlan, which: Re
   const entries = plan.entries.map((e) => {
     const reason = which.get(e);
     if (reason === undefined || e.route === 'dense') return e;
-    return { ...e, route: 'dense' as const, encoding: 'dense', reason, bytesAfter: e.bytesBefore, layout: undefined, viaDequantize: undefined, nativeOperators: undefined, negativeZeros: undefined };
+    return { ...e, route: 'dense' as const, encoding: 'dense', reason, bytesAfter: e.bytesBefore, layout: undefined, viaDequantize: undefined, nativeOperators: undefined, negativeZeros: undefined, cost: undefined, storedValues: undefined };
   });
   return finishPlan(doc, plan.options, entries);
 }
@@ -627,9 +690,14 @@ function finishPlan(doc: TfliteDocument, options: SparsePlan['options'], entries
 // XNNPACK
 
 /**
- * Whether XNNPACK's fast sparse (NCHW) inference can kick in: it needs DENSIFY-fed weights, and
- * 1x1 CONV_2D filters with at least 2/3 zeros overall (FORMATS.md). Filters are traced back
- * through DEQUANTIZE to their constant.
+ * Whether XNNPACK's fast sparse (NCHW) inference can kick in. Two conditions, reported apart:
+ *  - the zeros: the 1x1 CONV_2D filters (traced back through DEQUANTIZE to their constant) must be
+ *    more than 2/3 zeros (FORMATS.md; XNNPACK counts zeros * 3 > params * 2), and a float weight
+ *    must reach a delegated operator through DENSIFY (that is what makes the delegate ask for sparse
+ *    inference) -> `qualifies`;
+ *  - the pattern: the operators around them must form an NCHW cluster by XNNPACK's rules
+ *    (latency.ts, analyzeXnnpackNchw, which also counts the zeros per cluster) -> `patternFits`;
+ *    both -> `expected`.
  */
 export function xnnpackReport(doc: TfliteDocument, entries: readonly SparsePlanEntry[]): XnnpackReport {
   const names = doc.model.operatorCodes.map(operatorName);
@@ -639,11 +707,22 @@ export function xnnpackReport(doc: TfliteDocument, entries: readonly SparsePlanE
   let elements = 0;
   let zeros = 0;
   let nativeFullyConnected = 0;
+  let hint = false;
+  let patternFits = false;
+  let expected = false;
+  const clusters: XnnpackCluster[] = [];
+  const blockers: string[] = [];
   const seen = new Set<string>();
   doc.model.subgraphs.forEach((sg, s) => {
     const producer = new Map<number, number>();
     sg.operators.forEach((op, o) => op.outputs.forEach((t) => producer.set(t, o)));
-    for (const e of entries) if (e.subgraph === s && e.route === 'native') nativeFullyConnected += e.nativeOperators?.length ?? 0;
+    const native = new Set<number>();
+    for (const e of entries) {
+      if (e.subgraph === s && e.route === 'native') {
+        nativeFullyConnected += e.nativeOperators?.length ?? 0;
+        for (const o of e.nativeOperators ?? []) native.add(o);
+      }
+    }
     sg.operators.forEach((op) => {
       if (names[op.opcodeIndex] !== 'CONV_2D') return;
       let filter = op.inputs[1] ?? -1;
@@ -661,6 +740,17 @@ export function xnnpackReport(doc: TfliteDocument, entries: readonly SparsePlanE
       zeros += Math.round(entry.zeroShare * count);
       if (entry.route === 'densify') densified++;
     });
+    const analysis = analyzeXnnpackNchw(doc, s, (t) => {
+      const e = byTensor.get(`${s}:${t}`);
+      if (!e) return null;
+      const count = e.shape.reduce((a, b) => a * b, 1);
+      return { zeros: Math.round(e.zeroShare * count), count };
+    }, (t) => byTensor.get(`${s}:${t}`)?.route === 'densify', native);
+    hint ||= analysis.hint;
+    patternFits ||= analysis.patternFits;
+    expected ||= analysis.expected;
+    clusters.push(...analysis.clusters);
+    for (const b of analysis.blockers) if (blockers.length < 4 && !blockers.includes(b)) blockers.push(b);
   });
   const share = elements ? zeros / elements : null;
   const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
@@ -668,13 +758,26 @@ export function xnnpackReport(doc: TfliteDocument, entries: readonly SparsePlanE
   let reason: string;
   if (filters === 0) reason = 'no 1x1 CONV_2D filters: XNNPACK has nothing to run sparse';
   else if (densified === 0) reason = `none of the ${filters} 1x1 CONV_2D filters is read through DENSIFY (too few zeros or not smaller sparse)`;
-  else if (share! * 3 < 2) reason = `1x1 CONV_2D filters are ${percent(share!)} zeros; XNNPACK needs at least 66.7%`;
+  else if (zeros * 3 <= elements * 2) reason = `1x1 CONV_2D filters are ${percent(share!)} zeros; XNNPACK needs at least 66.7% (more than 2/3)`;
   else {
     qualifies = true;
     reason = `${densified} of ${filters} 1x1 CONV_2D filters read through DENSIFY, ${percent(share!)} zeros (>= 66.7%)`
-      + (densified < filters ? `; ${filters - densified} stay dense` : '')
-      + '; the graph must also suit NCHW (XNNPACK decides at load time)';
+      + (densified < filters ? `; ${filters - densified} stay dense` : '');
+  }
+  if (filters > 0) {
+    if (patternFits) {
+      const best = clusters.reduce((a, b) => (b.params > a.params ? b : a));
+      reason += `; NCHW pattern fits (${clusters.length} cluster${clusters.length > 1 ? 's' : ''}, largest ${best.operators.length} operators from ${best.entry} to ${best.exit}, `
+        + `its 1x1 filters ${best.params ? percent(best.zeros / best.params) : '-'} zeros)`;
+    } else {
+      reason += `; NCHW pattern does not fit: ${blockers.join('; ') || 'no cluster'}`;
+    }
+    reason += expected ? ': XNNPACK is expected to run it sparse' : ': XNNPACK is expected to keep its dense kernels';
   }
   if (nativeFullyConnected) reason += `; ${nativeFullyConnected} FULLY_CONNECTED op(s) read sparse weights natively (version 8), which XNNPACK leaves to the builtin kernels`;
-  return { qualifies, conv1x1Filters: filters, conv1x1Densified: densified, conv1x1ZeroShare: share, nativeFullyConnected, reason };
+  void hint;
+  return {
+    qualifies, conv1x1Filters: filters, conv1x1Densified: densified, conv1x1ZeroShare: share, nativeFullyConnected,
+    patternFits, expected, clusters, blockers, reason,
+  };
 }

@@ -14,6 +14,9 @@ import {
   createRuntimeCheck, sparsifyTflite, sparsifyTfliteChecked, type RuntimeComparison, type SparsifyResult,
 } from '../../converters/tflite/sparse-write.js';
 import { writeTflite } from '../../converters/tflite/write.js';
+import { DEFAULT_OPTIMIZE, DEFAULT_RUNTIME, OPTIMIZE_GOALS, runtimeProfile, runtimeProfileNames, type OptimizeGoal } from '../../converters/tflite/latency.js';
+import { tfjsDocumentOf, type TfjsPlanEntry } from '../../converters/tfjs/index.js';
+import { resolveTfjsOutput, writeTfjsFiles } from '../../converters/tfjs/files.js';
 
 export const CONVERT_HELP = `Usage: prunepack convert MODEL --to TARGET [-o OUT] [options]
 
@@ -31,6 +34,10 @@ Targets:
   onnx            plain dense ONNX: every sparse tensor expanded (lossless otherwise)
   onnx-sparse     ONNX with checker-valid sparse tensors where they are smaller (file size only:
                   onnxruntime densifies them at load)
+  tfjs            plain dense TensorFlow.js (MODEL is a model.json): re-sharded, every other
+                  model.json field kept; OUT is a folder (or a .json path in one)
+  tfjs-sparse     TensorFlow.js with sparse weights (docs/tfjs-sparse.md), loaded through the
+                  prunepack/tfjs IOHandler; standard TF.js loaders refuse it
 
 Options:
   --to TARGET          target format (required)
@@ -38,6 +45,12 @@ Options:
   --min-sparsity S     tflite-sparse: least share of zeros to store a weight sparse (default 0.3)
   --block B            tflite-sparse: auto | none | 1x4 | 1x16 block shapes allowed (default auto)
   --keep-dense NAME    tflite-sparse: leave this tensor dense (repeatable)
+  --optimize GOAL      tflite-sparse: size | balanced | latency (default balanced: the smallest file
+                       not predicted slower than dense in the runtime; latency: the fastest
+                       encodings; size: the smallest file). See docs/performance.md
+  --runtime NAME       tflite-sparse: litert | tfjs-tflite, the runtime the plan is tuned for and
+                       checked in first (default litert)
+  --shard-size N       tfjs, tfjs-sparse: shard size in bytes, or with KiB/MiB (default 4MiB)
   --no-verify          skip the read-back and the runtime check
   --force              replace OUT if it exists (the input itself is never replaced)
   --json               print the summary (and the plan) as JSON
@@ -47,7 +60,8 @@ Examples:
   prunepack convert model.tflite --to tflite-sparse -o model.sparse.tflite
   prunepack convert model.tflite --to tflite-sparse --block 1x4 --keep-dense embedding
   prunepack convert model.sparse.tflite --to tflite -o model.dense.tflite
-  prunepack convert model.onnx --to onnx-sparse -o model.sparse.onnx`;
+  prunepack convert model.onnx --to onnx-sparse -o model.sparse.onnx
+  prunepack convert web/model.json --to tfjs-sparse -o web-sparse/`;
 
 interface SizeSummary {
   inputBytes: number;
@@ -65,10 +79,16 @@ export async function runConvert(args: string[]): Promise<number> {
   const input = positionals[0]!;
   const target = values.to;
   const verify = !values['no-verify'];
-  const sparseOptionsGiven = values['min-sparsity'] !== undefined || values.block !== undefined || values['keep-dense'] !== undefined;
-  if (sparseOptionsGiven && target !== 'tflite-sparse') {
-    throw new PrunepackError('INVALID_ARGUMENT', '--min-sparsity, --block and --keep-dense apply to one target only', { expected: '--to tflite-sparse', found: `--to ${target}` });
+  if (target === 'tfjs' || target === 'tfjs-sparse') return runConvertTfjs(input, target, values);
+  if (values['shard-size'] !== undefined) {
+    throw new PrunepackError('INVALID_ARGUMENT', '--shard-size applies to TF.js targets only', { expected: '--to tfjs or --to tfjs-sparse', found: `--to ${target}` });
   }
+  const sparseOptionsGiven = values['min-sparsity'] !== undefined || values.block !== undefined || values['keep-dense'] !== undefined
+    || values.optimize !== undefined || values.runtime !== undefined;
+  if (sparseOptionsGiven && target !== 'tflite-sparse') {
+    throw new PrunepackError('INVALID_ARGUMENT', '--min-sparsity, --block, --keep-dense, --optimize and --runtime apply to one target only', { expected: '--to tflite-sparse', found: `--to ${target}` });
+  }
+  const { optimize, runtime: tunedFor } = parseLatencyOptions(values.optimize, values.runtime);
   let minSparsity = 0.3;
   if (values['min-sparsity'] !== undefined) {
     minSparsity = Number(values['min-sparsity']);
@@ -99,11 +119,11 @@ export async function runConvert(args: string[]): Promise<number> {
   if (tfliteTarget && source.bytes.length !== inputBytes && verify) {
     throw new PrunepackError('UNSUPPORTED', 'models over 2 GB cannot be run in the TFLite WASM runtime', { hint: 'Pass --no-verify to convert without the runtime check' });
   }
-  const reference = tfliteTarget && verify ? await runtimeReference(source.bytes) : undefined;
+  const reference = tfliteTarget && verify ? await runtimeReference(source.bytes, target === 'tflite-sparse' ? tunedFor : undefined) : undefined;
 
   if (tfliteTarget && target === 'tflite-sparse') {
     const doc = tfliteDocumentOf(model);
-    const options = { minSparsity, block, keepDense: values['keep-dense'] ?? [] };
+    const options = { minSparsity, block, keepDense: values['keep-dense'] ?? [], optimize, runtime: tunedFor };
     sparse = reference ? await sparsifyTfliteChecked(doc, options, reference.check) : sparsifyTflite(doc, options);
     bytes = sparse.bytes;
     runtime = reference?.last() ?? undefined;
@@ -169,6 +189,7 @@ export async function runConvert(args: string[]): Promise<number> {
   if (sparse) {
     const t = sparse.plan.totals;
     lines.push(`sparse weights: ${t.sparseWeights} (${t.densifyOps} through DENSIFY, ${t.nativeOperators} FULLY_CONNECTED reading natively)`);
+    lines.push(latencyLine(sparse.plan));
     lines.push(`XNNPACK fast sparse inference: ${sparse.plan.xnnpack.qualifies ? 'yes' : 'no'} (${sparse.plan.xnnpack.reason})`);
     const observed = xnnpackObserved(sparse, runtime);
     if (observed !== null) {
@@ -196,19 +217,46 @@ function parseConvertArgs(args: string[]) {
     options: {
       to: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean' }, json: { type: 'boolean' },
       verbose: { type: 'boolean' }, 'min-sparsity': { type: 'string' }, block: { type: 'string' },
-      'keep-dense': { type: 'string', multiple: true }, 'no-verify': { type: 'boolean' },
+      'keep-dense': { type: 'string', multiple: true }, 'no-verify': { type: 'boolean' }, optimize: { type: 'string' }, runtime: { type: 'string' }, 'shard-size': { type: 'string' },
     },
   });
 }
 
+/** --optimize and --runtime (tflite-sparse). */
+function parseLatencyOptions(optimize: string | undefined, runtime: string | undefined): { optimize: OptimizeGoal; runtime: string } {
+  const goal = (optimize ?? DEFAULT_OPTIMIZE) as OptimizeGoal;
+  if (!OPTIMIZE_GOALS.includes(goal)) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'invalid --optimize', { expected: OPTIMIZE_GOALS.join(' | '), found: optimize });
+  }
+  const name = runtime ?? DEFAULT_RUNTIME;
+  if (!runtimeProfileNames().includes(name)) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'invalid --runtime', { expected: runtimeProfileNames().join(' | '), found: runtime });
+  }
+  return { optimize: goal, runtime: name };
+}
+
+/** One line: what the plan was optimized for, and its predicted effect on inference time. */
+function latencyLine(plan: SparsePlan): string {
+  const { optimize, runtime } = plan.options;
+  const profile = runtimeProfile(runtime);
+  const native = plan.entries.filter((e) => e.route === 'native' && e.cost);
+  const predicted = native.length
+    ? `${native.length} FULLY_CONNECTED weight(s) read natively, predicted ${native.map((e) => `${e.cost!.relativeCost.toFixed(2)}x`).join(', ')} dense time`
+    : 'no weight read natively: inference runs the dense kernels (DENSIFY expands weights once at start-up)';
+  const xnnpack = plan.xnnpack.expected ? `; XNNPACK sparse mode expected${profile.xnnpackSparse ? ` (measured ${profile.xnnpackSparse.speedup.toFixed(2)}x on ${profile.xnnpackSparse.model})` : ''}` : '';
+  return `optimized for ${optimize} in ${runtime} (cost table measured ${profile.measured.date}): ${predicted}${xnnpack}`;
+}
+
 /**
- * The runtime check against the input: LiteRT first, the older tfjs-tflite runtime when LiteRT
- * cannot run the input (it refuses variable tensors, e.g. LSTM state); an error when neither can.
+ * The runtime check against the input: LiteRT first (or the runtime the plan is tuned for), the
+ * older tfjs-tflite runtime when LiteRT cannot run the input (it refuses variable tensors, e.g.
+ * LSTM state); an error when none can.
  */
-async function runtimeReference(bytes: Uint8Array) {
+async function runtimeReference(bytes: Uint8Array, preferred?: string) {
   const { loadTfliteRuntime, ENGINE_NAMES } = await import('../verify/tflite-runtime.js');
   const failures: string[] = [];
-  for (const name of ENGINE_NAMES) {
+  const order = [...ENGINE_NAMES].sort((a, b) => Number(b === preferred) - Number(a === preferred));
+  for (const name of order) {
     try {
       return await createRuntimeCheck(bytes, { engine: await loadTfliteRuntime(name) });
     } catch (e) {
@@ -251,7 +299,7 @@ function planJson(plan: SparsePlan) {
     entries: plan.entries.map((e) => ({
       tensor: e.tensor, consumer: e.consumer, dtype: e.dtype, shape: e.shape, zeroShare: e.zeroShare, route: e.route,
       encoding: e.encoding, reason: e.reason, bytesBefore: e.bytesBefore, bytesAfter: e.bytesAfter,
-      ...(e.layout ? { layout: e.layout } : {}), ...(e.negativeZeros ? { negativeZeros: e.negativeZeros } : {}),
+      ...(e.layout ? { layout: e.layout } : {}), ...(e.negativeZeros ? { negativeZeros: e.negativeZeros } : {}), ...(e.cost ? { cost: e.cost } : {}),
     })),
   };
 }
@@ -313,4 +361,114 @@ function firstDifference(x: Uint8Array, y: Uint8Array, dtype: string): number {
     if (!zeros) return i;
   }
   return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TensorFlow.js targets: the output is a folder (model.json + shards), written by writeTfjsFiles
+// into a staging folder, read back and run in TF.js there, and only then moved into place.
+
+/** Parses a shard size: bytes, or a number with K/KiB/M/MiB (powers of 1024). */
+export function parseShardSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(|b|k|kb|kib|m|mb|mib)$/i.exec(text.trim());
+  const unit = m ? { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2 }[m[2]!.toLowerCase()]! : 0;
+  const bytes = m ? Math.round(Number(m[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'invalid --shard-size', { expected: 'bytes, or e.g. 4MiB, 512KiB', found: text });
+  }
+  return bytes;
+}
+
+async function runConvertTfjs(input: string, target: 'tfjs' | 'tfjs-sparse', values: ReturnType<typeof parseConvertArgs>['values']): Promise<number> {
+  const tfjsOptions = new Set(['to', 'output', 'force', 'json', 'verbose', 'no-verify', 'shard-size', 'keep-dense']);
+  const others = Object.keys(values).filter((k) => !tfjsOptions.has(k) && (values as Record<string, unknown>)[k] !== undefined);
+  if (others.length) {
+    throw new PrunepackError('INVALID_ARGUMENT', `${others.map((k) => `--${k}`).join(', ')} ${others.length === 1 ? 'does' : 'do'} not apply to --to ${target}`, {
+      expected: '-o, --shard-size, --keep-dense (tfjs-sparse), --force, --json, --no-verify', found: others.map((k) => `--${k}`).join(' '),
+      hint: 'tfjs-sparse picks the encoding of every weight by size',
+    });
+  }
+  if (values['keep-dense'] !== undefined && target !== 'tfjs-sparse') {
+    throw new PrunepackError('INVALID_ARGUMENT', '--keep-dense applies to sparse targets only', { found: `--to ${target}` });
+  }
+  const verify = !values['no-verify'];
+  const shardSize = values['shard-size'] !== undefined ? parseShardSize(values['shard-size']) : undefined;
+  const inputDir = path.dirname(input);
+  const stem = path.basename(input).replace(/\.json$/i, '');
+  // Default: a sibling folder, web/model.json -> web.tfjs-sparse/, models/face.json -> models/face.tfjs-sparse/.
+  const output = values.output ?? (stem === 'model'
+    ? path.join(path.dirname(path.resolve(inputDir)), `${path.basename(path.resolve(inputDir))}.${target}`)
+    : path.join(inputDir, `${stem}.${target}`));
+  const { model, source } = openModel(input);
+  if (model.format !== 'tfjs') {
+    throw new PrunepackError('UNSUPPORTED', `--to ${target} needs a TensorFlow.js model.json as input`, { found: `a ${model.format} model`, hint: 'prunepack converts within a format family' });
+  }
+  const doc = tfjsDocumentOf(model);
+  const inputFolder = path.dirname(path.resolve(input));
+  const inputFiles = [path.resolve(input), ...(doc.parsed.manifest?.groups.flatMap((g) => g.checkedPaths.map((p) => path.join(inputFolder, ...p.split('/')))) ?? [])];
+  const { folder, modelJsonName } = resolveTfjsOutput(output);
+  if (path.resolve(folder, modelJsonName) === path.resolve(input)) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'the output would replace the input', { hint: 'Choose another folder with -o' });
+  }
+  const runnable = doc.parsed.kind !== 'weights-manifest';
+  let runtime: import('../verify/tfjs-runtime.js').TfjsComparison | undefined;
+  const written = await writeTfjsFiles(model, output, {
+    target, force: values.force, protect: inputFiles, keepDense: values['keep-dense'],
+    ...(shardSize !== undefined ? { shardSize } : {}),
+    check: verify ? async (staged) => {
+      const readBack = openModel(staged).model;
+      verifyWeightsEqual(model, readBack);
+      if (!runnable) return;
+      const { compareTfjsModels } = await import('../verify/tfjs-runtime.js');
+      runtime = await compareTfjsModels(source.path ?? input, staged);
+      if (!runtime.bitIdentical) {
+        throw new PrunepackError('VERIFY_FAILED', 'the written model computes different outputs in TensorFlow.js', {
+          location: output, expected: 'bit-identical outputs', found: `max abs ${runtime.maxAbsDiff}, max rel ${runtime.maxRelDiff}`,
+        });
+      }
+    } : undefined,
+  });
+
+  const inputWeights = model.weights.reduce((n, w) => n + w.bytes.length, 0);
+  const inputJson = source.bytes.length;
+  const outputWeights = written.layout.weightBytes;
+  const outputJson = written.layout.modelJson.length;
+  const gz = (parts: Uint8Array[]) => { const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0)); let at = 0; for (const p of parts) { all.set(p, at); at += p.length; } return gzipSync(all, { level: 9 }).length; };
+  const inputGzip = gz(model.weights.map((w) => w.bytes));
+  const outputGzip = gz(written.layout.shards.flatMap((s) => s.chunks));
+  const summary = {
+    input, output: written.modelJsonPath, target,
+    files: written.files,
+    weights: { inputBytes: inputWeights, outputBytes: outputWeights, inputGzipBytes: inputGzip, outputGzipBytes: outputGzip, ratio: inputWeights / outputWeights },
+    modelJson: { inputBytes: inputJson, outputBytes: outputJson },
+    sparseWeights: written.layout.sparseWeights,
+    weightsVerified: verify ? model.weights.length : null,
+    runtime: runtime ?? null,
+    plan: written.layout.plan,
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    return 0;
+  }
+  const lines: string[] = [];
+  if (target === 'tfjs-sparse') lines.push(tfjsPlanTable(written.layout.plan), '');
+  lines.push(`${written.modelJsonPath}: ${written.files.length - 1} shard(s) of ${formatBytes(outputWeights)} (${formatInt(outputWeights)} B) from ${formatBytes(inputWeights)} (${formatInt(inputWeights)} B), ratio ${(inputWeights / outputWeights).toFixed(3)}x`);
+  lines.push(`shards with gzip -9: ${formatInt(outputGzip)} B from ${formatInt(inputGzip)} B; output as served without compression is ${(outputWeights / inputGzip).toFixed(3)}x of gzip -9 of the input shards`);
+  if (target === 'tfjs-sparse') lines.push(`sparse weights: ${written.layout.sparseWeights} of ${model.weights.length} (load with the prunepack/tfjs IOHandler; standard TF.js loaders refuse this model)`);
+  if (verify) lines.push(`${model.weights.length} weights verified`);
+  if (runtime) lines.push(`runtime ${runtime.runtime}: ${runtime.bitIdentical ? 'bit-identical outputs' : 'outputs differ'} (${runtime.outputs.length} outputs, inputs ${runtime.inputs.map((i) => `${i.name} [${i.shape.join(', ')}]`).join(', ')})`);
+  else if (verify && !runnable) lines.push('a bare weights manifest has no topology: weights verified, nothing to run');
+  else if (!verify) lines.push('not verified (--no-verify)');
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+function tfjsPlanTable(plan: readonly TfjsPlanEntry[]): string {
+  const clip = (s: string, n: number) => (s.length > n ? `…${s.slice(s.length - n + 1)}` : s);
+  const rows = plan.map((e) => [
+    clip(e.tensors.length === 1 ? e.tensors[0]! : `${e.tensors[0]} (+${e.tensors.length - 1})`, 56), e.storage, e.encoding,
+    formatInt(e.bytesBefore), formatInt(e.bytesAfter),
+  ]);
+  const before = plan.reduce((n, e) => n + e.bytesBefore, 0);
+  const after = plan.reduce((n, e) => n + e.bytesAfter, 0);
+  return `${table(['weights', 'storage', 'encoding', 'bytes before', 'bytes after'], rows, [false, false, false, true, true])}\nweights: ${formatInt(before)} B -> ${formatInt(after)} B`;
 }

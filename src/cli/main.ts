@@ -4,9 +4,11 @@
  * 3 bad or unsupported input, 4 budget missed, 5 I/O or runtime failure.
  */
 import { PrunepackError } from '../errors.js';
+import { runAudit, AUDIT_HELP } from './audit.js';
 import { runConvert, CONVERT_HELP } from './convert.js';
 import { runInspect, INSPECT_HELP } from './inspect.js';
 import { runPrune, PRUNE_HELP } from './prune.js';
+import { runVerify, VERIFY_HELP } from './verify.js';
 
 export const EXIT = { OK: 0, DIFFERENT: 1, USAGE: 2, INPUT: 3, BUDGET: 4, FAILURE: 5 } as const;
 
@@ -19,6 +21,9 @@ Commands:
   convert MODEL --to T     write the model for target T and verify it
                            (targets: tflite-sparse, tflite, onnx-sparse, onnx)
   prune MODEL --sparsity S one-shot magnitude pruning for what-ifs (no fine-tuning) -o OUT
+  audit MODEL              where the bytes are: zeros, structure, every encoding and target, gzip,
+                           the information bound; --html REPORT.html, budgets (exit code 4)
+  verify A B [--run]       same weights (and, with --run, same outputs in the runtimes)?
 
 Options for every command:
   --json                   machine-readable output on stdout
@@ -31,6 +36,8 @@ Examples:
   prunepack convert model.tflite --to tflite-sparse -o model.sparse.tflite
   prunepack convert model.sparse.tflite --to tflite -o model.dense.tflite
   prunepack prune model.tflite --sparsity 0.8 --block 1x4 -o pruned.tflite
+  prunepack audit model.tflite --html report.html --max-bytes 300000
+  prunepack verify model.tflite model.sparse.tflite --run
 
 Exit codes: 0 ok, 1 models differ, 2 usage error, 3 bad or unsupported input,
 4 budget missed, 5 I/O or runtime failure.`;
@@ -39,6 +46,8 @@ const COMMANDS: Record<string, { help: string; run: (args: string[]) => Promise<
   inspect: { help: INSPECT_HELP, run: runInspect },
   convert: { help: CONVERT_HELP, run: runConvert },
   prune: { help: PRUNE_HELP, run: runPrune },
+  audit: { help: AUDIT_HELP, run: runAudit },
+  verify: { help: VERIFY_HELP, run: runVerify },
 };
 
 export async function main(argv: string[]): Promise<number> {

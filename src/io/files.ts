@@ -9,17 +9,43 @@ import type { ModelSource } from '../plugin.js';
 /** Largest single read Node allows into one buffer. */
 const MAX_SINGLE_READ = 2 ** 31 - 1;
 
+/**
+ * Files opened as model inputs in this process, by device and inode: writeFileAtomic refuses to
+ * replace them under any name (the same path, a symlink, a hard link, a path through a linked folder).
+ */
+const inputFiles = new Map<string, string>();
+
+function fileKey(stat: fs.Stats): string {
+  return `${stat.dev}:${stat.ino}`;
+}
+
+/**
+ * Marks a file read as part of a model (ONNX external data, a TF.js shard) so that no output of
+ * this process replaces it. readModelSource marks the files it reads itself.
+ */
+export function protectInputFile(file: string): void {
+  try { inputFiles.set(fileKey(fs.statSync(file)), file); } catch { /* a file that does not exist cannot be replaced */ }
+}
+
 export function readModelSource(file: string): ModelSource {
+  let fd: number;
   let stat: fs.Stats;
   try {
-    stat = fs.statSync(file);
+    fd = fs.openSync(file, 'r');
   } catch (e) {
     throw ioError(`cannot open ${file}`, e);
   }
+  try {
+    stat = fs.fstatSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw ioError(`cannot open ${file}`, e);
+  }
   if (!stat.isFile()) {
+    fs.closeSync(fd);
     throw new PrunepackError('INVALID_ARGUMENT', `${file} is not a regular file`, { hint: 'Pass the path of a model file' });
   }
-  const fd = fs.openSync(file, 'r');
+  inputFiles.set(fileKey(stat), file);
   try {
     const headLength = Math.min(stat.size, MAX_SINGLE_READ);
     const bytes = new Uint8Array(headLength);
@@ -46,7 +72,12 @@ export function readModelSource(file: string): ModelSource {
 function readFully(fd: number, into: Uint8Array, position: number, file: string): void {
   let done = 0;
   while (done < into.length) {
-    const n = fs.readSync(fd, into, done, Math.min(into.length - done, 1 << 30), position + done);
+    let n: number;
+    try {
+      n = fs.readSync(fd, into, done, Math.min(into.length - done, 1 << 30), position + done);
+    } catch (e) {
+      throw ioError(`cannot read ${file}`, e);
+    }
     if (n === 0) throw new PrunepackError('TRUNCATED', `${file} ended while reading`, { location: `byte ${position + done}` });
     done += n;
   }
@@ -65,28 +96,50 @@ export interface Chunk { position: number; bytes: Uint8Array }
 
 const TEMP_MARK = '.prunepack-';
 
+/** Test hooks: pause a write so a test can kill the process at a known point (see docs/robustness.md). */
+const PAUSE_AFTER_BYTES = 'PRUNEPACK_TEST_PAUSE_AFTER_BYTES';
+const PAUSE_BEFORE_RENAME = 'PRUNEPACK_TEST_PAUSE_BEFORE_RENAME';
+
 /**
  * Writes `chunks` to a temporary file beside `dest`, calls `check` on the finished file, and
  * only then renames it over `dest`. On any failure the temporary file is removed and `dest`
- * is left as it was. Stale temporary files of dead earlier runs are removed first.
+ * is left as it was. Stale temporary files of dead earlier runs are removed first. A file this
+ * process read as a model input is never replaced, whatever name `dest` gives it.
  */
 export function writeFileAtomic(dest: string, totalSize: number, chunks: Iterable<Chunk>, check?: (tempPath: string) => void): void {
   const dir = path.dirname(path.resolve(dest));
   const base = path.basename(dest);
+  refuseInput(dest);
   removeStaleTemps(dir, base);
   const temp = path.join(dir, `.${base}${TEMP_MARK}${process.pid}-${Date.now().toString(36)}.tmp`);
+  const pauseAfter = process.env[PAUSE_AFTER_BYTES] ? Number(process.env[PAUSE_AFTER_BYTES]) : undefined;
+  // Small pieces only when a test asks to pause part-way.
+  const piece = pauseAfter === undefined ? 1 << 30 : 1 << 16;
   let fd: number | undefined;
   try {
     fd = fs.openSync(temp, 'wx');
+    let written = 0;
+    let paused = false;
+    const maybePause = () => {
+      if (pauseAfter !== undefined && !paused && written >= pauseAfter) { paused = true; testPause(`after ${written} bytes`, temp); }
+    };
+    maybePause();
     for (const { position, bytes } of chunks) {
       let done = 0;
-      while (done < bytes.length) done += fs.writeSync(fd, bytes, done, Math.min(bytes.length - done, 1 << 30), position + done);
+      while (done < bytes.length) {
+        const n = fs.writeSync(fd, bytes, done, Math.min(bytes.length - done, piece), position + done);
+        done += n;
+        written += n;
+        maybePause();
+      }
     }
     if (fs.fstatSync(fd).size < totalSize) fs.ftruncateSync(fd, totalSize);
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;
     check?.(temp);
+    if (process.env[PAUSE_BEFORE_RENAME]) testPause('before rename', temp);
+    refuseInput(dest);
     fs.renameSync(temp, dest);
   } catch (e) {
     if (fd !== undefined) try { fs.closeSync(fd); } catch { /* already failing */ }
@@ -94,6 +147,38 @@ export function writeFileAtomic(dest: string, totalSize: number, chunks: Iterabl
     if (e instanceof PrunepackError) throw e;
     throw ioError(`cannot write ${dest}`, e);
   }
+  syncDirectory(dir);
+}
+
+/** Refuses a destination that is (a link to) a file this process read as a model input. */
+function refuseInput(dest: string): void {
+  let stat: fs.Stats;
+  try { stat = fs.statSync(dest); } catch { return; }
+  const input = inputFiles.get(fileKey(stat));
+  if (input === undefined) return;
+  throw new PrunepackError('INVALID_ARGUMENT', 'the output would replace the input', {
+    location: dest, expected: 'an output path that is not the input file',
+    found: `${dest} is the input ${input}${path.resolve(dest) === path.resolve(input) ? '' : ' under another name (a symlink, a hard link or a linked folder)'}`,
+    hint: 'Choose another path with -o',
+  });
+}
+
+/** Makes the rename itself durable (best effort: not every file system lets a folder be fsynced). */
+function syncDirectory(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch { /* best effort */ } finally {
+    if (fd !== undefined) try { fs.closeSync(fd); } catch { /* best effort */ }
+  }
+}
+
+/** Announces the pause on stderr (synchronously), then blocks this thread; the test kills us. */
+function testPause(point: string, temp: string): void {
+  fs.writeSync(2, `prunepack test pause: ${point} (${temp})\n`);
+  const ms = Number(process.env.PRUNEPACK_TEST_PAUSE_MS ?? 30000);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function removeStaleTemps(dir: string, base: string): void {

@@ -1,0 +1,483 @@
+/**
+ * `auditModel`: one report on where a model's bytes are, how its zeros are structured, what every
+ * encoding and every writer target would make of each weight, and how far each is from the
+ * information bound. Pure computation over a Model (no file system, no terminal); renderers in
+ * render-*.ts. What is exact and what is estimated is listed in docs/audit.md.
+ */
+import { describeConsumer } from '../inspect.js';
+import { elementCount, float16ToFloat32, bfloat16ToFloat32, typedView } from '../model/dtype.js';
+import type { Model, WeightTensor } from '../model/types.js';
+import { analyzeZeros, isSparseDType, type DenseWeight, type ZeroAnalysis } from '../sparsity/analysis.js';
+import { crc32, encodeSparse, sparseEncodedSize, type DeflateLevel, type SparseCodec } from '../sparsity/codecs.js';
+import { informationBound } from '../sparsity/cost.js';
+import { gzipSizeOf, type GzipLevel } from './gzip.js';
+import {
+  AUDIT_SCHEMA, type AuditCandidate, type AuditFullyConnected, type AuditReport, type AuditStructure,
+  type AuditTargetTotal, type AuditWeight,
+} from './report.js';
+import { auditTargets, targetsOf, type TargetOutput } from './targets.js';
+import { zeroPatternOf } from './zero-pattern.js';
+
+export const TOOL_VERSION = '0.1.0';
+
+/** Same shape as the CLI's progress events (src/cli/progress.ts). */
+export interface AuditProgressEvent {
+  phase: string;
+  done: number;
+  total: number;
+  item?: string;
+}
+
+export interface AuditOptions {
+  /** Path shown in the report. */
+  file?: string | null;
+  /** The input file's bytes, to report its gzip size (skipped when absent or partial). */
+  input?: Uint8Array;
+  /** The input file's size (default: input.length, or the stored weight bytes). */
+  inputBytes?: number;
+  /** gzip level for every gzip figure (default 6; 9 matches gzip -9, several times slower). */
+  gzipLevel?: GzipLevel;
+  /** List only the first `top` weights (all are still analysed and counted in the totals). */
+  top?: number | null;
+  /**
+   * How many weights, in report order, get the per-weight gzip and the entropy-coded (+deflate)
+   * candidates, the expensive part on big models: default 20; null for every weight; 0 for none.
+   */
+  gzipWeights?: number | null;
+  /** Inputs larger than this are gzipped only when identical to a target output (default 64 MiB). */
+  inputGzipLimit?: number;
+  /** Zero-pattern pictures for this many of the largest listed weights (default 0; the HTML report uses 6). */
+  zeroPatterns?: number;
+  onProgress?: (event: AuditProgressEvent) => void;
+}
+
+interface WorkItem {
+  index: number;
+  weight: WeightTensor;
+  row: AuditWeight;
+  analysis: ZeroAnalysis | null;
+  rowAxis: number;
+  /** Smallest size among candidates without an entropy stage (the sort key's base). */
+  rawBest: number;
+}
+
+/** Row axis of the matrix view: output channels. ONNX MatMul weights are [in, out]. */
+export function rowAxisFor(model: Model, weight: WeightTensor): number {
+  if (weight.shape.length === 2 && model.format === 'onnx' && weight.consumers.some((c) => c.op === 'MatMul' && c.operand === 1)) return 1;
+  return 0;
+}
+
+function denseWeightOf(weight: WeightTensor, dense: Uint8Array): DenseWeight {
+  return {
+    values: dense, dtype: weight.dtype, shape: weight.shape,
+    ...(weight.quantization ? { quantization: { zeroPoint: weight.quantization.zeroPoint, axis: weight.quantization.axis } } : {}),
+  };
+}
+
+function structureOf(a: ZeroAnalysis): AuditStructure {
+  const best = a.bestBlock;
+  const bestStats = best ? a.blocks.find((b) => b.rows === best.rows && b.cols === best.cols) : undefined;
+  const satisfied = a.nm.filter((p) => p.applicable && p.satisfied).sort((x, y) => x.n / x.m - y.n / y.m);
+  return {
+    matrix: { rows: a.matrix.rows, cols: a.matrix.cols, rowAxis: a.matrix.rowAxis },
+    bestBlock: best ? {
+      shape: `${best.rows}x${best.cols}`, rows: best.rows, cols: best.cols,
+      zeroBlockShare: best.zeroBlockShare, zerosCoveredShare: bestStats?.zerosCoveredShare ?? 0,
+    } : null,
+    nm: a.nm.filter((p) => p.applicable).map((p) => ({ pattern: `${p.n}:${p.m}`, share: p.share, satisfied: p.satisfied })),
+    nmSatisfied: satisfied.length && a.nonzeros > 0 ? `${satisfied[0]!.n}:${satisfied[0]!.m}` : null,
+    zeroRows: a.zeroRows,
+    zeroColumns: a.zeroColumns,
+    zeroInputChannels: a.zeroInputChannels,
+  };
+}
+
+/** The non-entropy PPSP codec candidates: 1x1 and the smallest block shape, per codec. */
+function codecCandidates(a: ZeroAnalysis): AuditCandidate[] {
+  const out: AuditCandidate[] = [];
+  for (const codec of ['bcsr', 'bitmap'] as SparseCodec[]) {
+    out.push({ encoding: `${codec}:1x1`, family: 'codec', bytes: sparseEncodedSize(a, { codec }), exact: true });
+    let best: AuditCandidate | null = null;
+    for (const b of a.blocks) {
+      if (!b.applicable || (b.rows === 1 && b.cols === 1)) continue;
+      const bytes = sparseEncodedSize(a, { codec, blockShape: [b.rows, b.cols] });
+      if (!best || bytes < best.bytes) best = { encoding: `${codec}:${b.rows}x${b.cols}`, family: 'codec', bytes, exact: true };
+    }
+    if (best && best.bytes < out[out.length - 1]!.bytes) out.push(best);
+  }
+  return out;
+}
+
+/** Audits every weight of `model` and every writer target of its format. */
+export function auditModel(model: Model, options: AuditOptions = {}): AuditReport {
+  const gzipLevel: GzipLevel = options.gzipLevel ?? 6;
+  const top = options.top ?? null;
+  const gzipWeights = options.gzipWeights === undefined ? 20 : options.gzipWeights;
+  const inputGzipLimit = options.inputGzipLimit ?? 64 * 1024 * 1024;
+  const progress = options.onProgress;
+  const timings: Record<string, number> = {};
+  const timed = <T>(phase: string, f: () => T): T => {
+    const t0 = performance.now();
+    try { return f(); } finally { timings[phase] = Math.round(performance.now() - t0); }
+  };
+
+  // 1. Per weight: zero structure, bound, exact codec sizes.
+  const items: WorkItem[] = timed('analyze', () => {
+    const totalBytes = model.weights.reduce((n, w) => n + w.bytes.length, 0);
+    let doneBytes = 0;
+    return model.weights.map((weight, index): WorkItem => {
+      progress?.({ phase: 'analyzing weights', done: doneBytes, total: totalBytes, item: weight.name });
+      doneBytes += weight.bytes.length;
+      return analyzeWeight(model, weight, index);
+    });
+  });
+
+  // 2. Writer targets: exact outputs, per-weight choices.
+  const targets = timed('targets', () => auditTargets(model, (target, done, total) => {
+    progress?.({ phase: 'planning targets', done, total, item: target });
+  }));
+  items.forEach((item) => {
+    for (const out of targets.outputs) {
+      const choice = 'choices' in out ? out.choices?.get(item.index) : undefined;
+      if (choice) item.row.targets.push(choice);
+    }
+    for (const c of targets.candidates.get(item.index) ?? []) item.row.candidates.push(c);
+    for (const c of item.row.candidates) if (c.encoding !== 'dense+gzip' && !c.encoding.endsWith('+deflate')) item.rawBest = Math.min(item.rawBest, c.bytes);
+    item.row.savedBytes = Math.max(0, item.row.denseBytes - item.rawBest);
+  });
+
+  // 3. Order: most bytes saved first, then the largest.
+  items.sort((x, y) => y.row.savedBytes - x.row.savedBytes || y.row.denseBytes - x.row.denseBytes || x.row.name.localeCompare(y.row.name));
+  items.forEach((item, k) => { item.row.rank = k + 1; });
+  const listed = top === null ? items : items.slice(0, Math.max(0, top));
+
+  // 4. gzip: the target outputs, the input, and (only where asked) each weight.
+  const level = gzipLevel as DeflateLevel;
+  const targetGzip = new Map<string, number>();
+  let inputGzip: number | null = null;
+  let gzipped = 0;
+  timed('gzip', () => {
+    const okOutputs = targets.outputs.filter((o): o is TargetOutput => 'size' in o);
+    const deep = gzipWeights === null ? listed : listed.slice(0, Math.max(0, gzipWeights));
+    const input = options.input && (options.inputBytes === undefined || options.inputBytes === options.input.length) ? options.input : undefined;
+    // Outputs of equal size are checksummed first and identical bytes gzipped once (the input is
+    // often byte-identical to the dense target; onnx-sparse to onnx when nothing is sparse).
+    const INPUT = '\u0000input';
+    const sized = [...okOutputs.map((o) => ({ key: o.target, size: o.size, chunks: () => o.chunks() })),
+      ...(input ? [{ key: INPUT, size: input.length, chunks: (): Iterable<Uint8Array> => [input] }] : [])];
+    const checksum = new Map<string, number>();
+    for (const x of sized) {
+      if (sized.some((y) => y !== x && y.size === x.size)) checksum.set(x.key, crc32Chunks(x.chunks()));
+    }
+    const twin = (x: (typeof sized)[number]) => sized.find((y) => y !== x && y.size === x.size && checksum.get(y.key) === checksum.get(x.key));
+    const gzipOf = new Map<string, number>();
+    // A large input is gzipped only when it is free (identical to a target output).
+    const pending = sized.filter((x) => x.key !== INPUT || x.size <= inputGzipLimit || twin(x) !== undefined);
+    const total = pending.reduce((n, x) => n + x.size, 0) + deep.reduce((n, i) => n + 2 * i.row.denseBytes, 0);
+    let base = 0;
+    const report = (item: string) => (done: number) => progress?.({ phase: 'gzip', done: base + done, total, item });
+    for (const x of pending) {
+      const same = twin(x);
+      const known = same ? gzipOf.get(same.key) : undefined;
+      const label = x.key === INPUT ? 'input' : x.key;
+      const gz = known ?? gzipSizeOf(x.chunks(), gzipLevel, report(label));
+      if (known !== undefined) report(label)(x.size);
+      gzipOf.set(x.key, gz);
+      if (x.key === INPUT) inputGzip = gz; else targetGzip.set(x.key, gz);
+      base += x.size;
+    }
+    for (const item of deep) {
+      report(item.row.name)(0);
+      const dense = item.weight.denseBytes();
+      item.row.gzipBytes = gzipSizeOf([dense], gzipLevel);
+      item.row.candidates.push({ encoding: 'dense+gzip', family: 'dense', bytes: item.row.gzipBytes, exact: true });
+      if (item.analysis) {
+        const shapes: Array<[number, number]> = [[1, 1]];
+        const bb = item.analysis.bestBlock;
+        if (bb && !(bb.rows === 1 && bb.cols === 1)) shapes.push([bb.rows, bb.cols]);
+        for (const shape of shapes) {
+          try {
+            const bytes = encodeSparse(denseWeightOf(item.weight, dense), {
+              codec: 'bitmap', blockShape: shape, rowAxis: item.rowAxis, level, deflateIndex: true, deflateValues: true, shuffleValues: true,
+            }).byteLength;
+            item.row.candidates.push({ encoding: `bitmap:${shape[0]}x${shape[1]}+deflate`, family: 'codec', bytes, exact: true });
+          } catch { /* dtype without a PPSP code: no entropy candidate */ }
+        }
+      }
+      base += 2 * item.row.denseBytes;
+    }
+    gzipped = deep.length;
+  });
+  for (const item of items) {
+    item.row.candidates.sort((a, b) => a.bytes - b.bytes || a.encoding.localeCompare(b.encoding));
+    const best = item.row.candidates[0]!;
+    item.row.best = { encoding: best.encoding, bytes: best.bytes };
+  }
+
+  // 5. FULLY_CONNECTED block structure (issue 11) and zero-pattern pictures.
+  const fullyConnected = timed('fullyConnected', () => {
+    const fc = items.filter((i) => i.analysis && model.format === 'tflite' && i.weight.shape.length === 2
+      && i.weight.consumers.some((c) => c.op === 'FULLY_CONNECTED' && c.operand === 1));
+    return fc.map((item, k) => {
+      progress?.({ phase: 'fully connected blocks', done: k, total: fc.length, item: item.row.name });
+      return fullyConnectedReport(item);
+    });
+  });
+  timed('zeroPatterns', () => {
+    const count = options.zeroPatterns ?? 0;
+    if (count <= 0) return;
+    // The largest weights with zeros, matrices first (a bias with no zeros is one dark bar).
+    const interest = (i: WorkItem) => ((i.row.zeros ?? 0) > 0 ? 2 : 0) + (i.weight.shape.length >= 2 ? 1 : 0);
+    const candidates = listed.filter((i) => i.analysis && i.row.elements >= 16 && interest(i) > 0)
+      .sort((x, y) => interest(y) - interest(x) || y.row.denseBytes - x.row.denseBytes).slice(0, count);
+    for (const item of candidates) item.row.zeroPattern = zeroPatternOf(denseWeightOf(item.weight, item.weight.denseBytes()), item.rowAxis);
+  });
+
+  // 6. Totals.
+  const analyzed = items.filter((i) => i.analysis);
+  const denseWeightBytes = items.reduce((n, i) => n + i.row.denseBytes, 0);
+  const storedWeightBytes = items.reduce((n, i) => n + i.row.storedBytes, 0);
+  const boundWeights = items.reduce((n, i) => n + i.row.informationBound, 0);
+  const denseOut = targets.outputs.find((o): o is TargetOutput => o.dense && 'size' in o) ?? null;
+  // TF.js: the input file is model.json; its weights are in the shard files next to it.
+  const inputBytes = (options.inputBytes ?? options.input?.length ?? storedWeightBytes) + (targets.weightsInOtherFiles ? storedWeightBytes : 0);
+  if (targets.weightsInOtherFiles) inputGzip = null;
+  const nonWeightBytes = Math.max(0, denseOut ? denseOut.size - denseWeightBytes : inputBytes - storedWeightBytes);
+  const fileBound = boundWeights + nonWeightBytes;
+  const zeros = analyzed.reduce((n, i) => n + (i.row.zeros ?? 0), 0);
+  const elements = analyzed.reduce((n, i) => n + i.row.elements, 0);
+  const targetTotals: AuditTargetTotal[] = targets.outputs.map((o) => {
+    if (!('size' in o)) {
+      return { target: o.target, dense: o.dense, bytes: null, gzipBytes: null, ratio: null, ratioToBound: null, gzipRatioToBound: null, sparseWeights: null, error: o.error };
+    }
+    const gz = targetGzip.get(o.target) ?? null;
+    return {
+      target: o.target, dense: o.dense, bytes: o.size, gzipBytes: gz,
+      ratio: denseOut && o.size > 0 ? denseOut.size / o.size : null,
+      ratioToBound: fileBound > 0 ? o.size / fileBound : null,
+      gzipRatioToBound: gz !== null && fileBound > 0 ? gz / fileBound : null,
+      sparseWeights: o.sparseWeights,
+    };
+  });
+
+  const notes = [...targets.notes];
+  if (gzipped < items.length) notes.push(`per-weight gzip and +deflate candidates computed for the first ${gzipped} of ${items.length} weights (--gzip-weights)`);
+  if (targets.weightsInOtherFiles) notes.push(`the input is ${options.file ?? 'the model file'} plus ${storedWeightBytes} bytes of weight files; its gzip is not computed`);
+  else if (options.input && inputGzip === null) notes.push(`input gzip not computed: the input (${options.input.length} bytes) differs from every target output and is larger than ${inputGzipLimit} bytes`);
+
+  return {
+    schema: AUDIT_SCHEMA,
+    tool: { name: 'prunepack', version: TOOL_VERSION },
+    file: options.file ?? null,
+    format: model.format,
+    formatVersion: model.version,
+    options: { gzipLevel, top, gzipWeights: gzipped },
+    targets: targetsOf(model),
+    totals: {
+      weights: items.length,
+      analyzedWeights: analyzed.length,
+      elements,
+      zeros,
+      zeroShare: elements ? zeros / elements : 0,
+      storedWeightBytes,
+      denseWeightBytes,
+      input: { bytes: inputBytes, gzipBytes: inputGzip },
+      dense: { target: denseOut?.target ?? null, bytes: denseOut?.size ?? null, gzipBytes: denseOut ? targetGzip.get(denseOut.target) ?? null : null },
+      targets: targetTotals,
+      informationBound: {
+        weightBytes: boundWeights,
+        fileBytes: fileBound,
+        formula: 'per weight N*H(z/N)/8 + (N-z)*b (H binary entropy, z zeros, b bytes per element); file: plus the dense file\'s non-weight bytes',
+      },
+      codecWeightBytes: items.reduce((n, i) => n + Math.min(i.row.denseBytes, ...i.row.candidates.filter((c) => c.family === 'codec' && !c.encoding.endsWith('+deflate')).map((c) => c.bytes)), 0),
+    },
+    weightCount: items.length,
+    weights: listed.map((i) => i.row),
+    fullyConnected,
+    xnnpack: targets.xnnpack,
+    budgets: [],
+    notes,
+    timings,
+  };
+}
+
+function crc32Chunks(chunks: Iterable<Uint8Array>): number {
+  let crc = 0;
+  for (const c of chunks) crc = crc32(c, crc);
+  return crc;
+}
+
+function analyzeWeight(model: Model, weight: WeightTensor, index: number): WorkItem {
+  const dense = weight.denseBytes();
+  let elements = 0;
+  try { elements = elementCount(weight.shape); } catch { /* reported by the plugin when read */ }
+  const row: AuditWeight = {
+    rank: 0,
+    name: weight.name,
+    consumers: weight.consumers.map(describeConsumer),
+    op: weight.consumers[0]?.op ?? null,
+    shape: [...weight.shape],
+    dtype: weight.dtype,
+    elements,
+    storedBytes: weight.bytes.length,
+    denseBytes: dense.length,
+    storedSparse: weight.sparsity !== undefined,
+    zeros: null,
+    zeroShare: null,
+    structure: null,
+    informationBound: dense.length,
+    candidates: [{ encoding: 'dense', family: 'dense', bytes: dense.length, exact: true }],
+    best: { encoding: 'dense', bytes: dense.length },
+    targets: [],
+    gzipBytes: null,
+    savedBytes: 0,
+  };
+  const rowAxis = rowAxisFor(model, weight);
+  let analysis: ZeroAnalysis | null = null;
+  if (!isSparseDType(weight.dtype)) {
+    row.note = `${weight.dtype}: not analysed (the sparse analysis handles whole-byte numeric types)`;
+  } else if (elements === 0) {
+    row.note = 'empty tensor';
+    row.zeros = 0;
+  } else {
+    analysis = analyzeZeros(denseWeightOf(weight, dense), { rowAxis });
+    row.zeros = analysis.zeros;
+    row.zeroShare = analysis.zeroShare;
+    row.structure = structureOf(analysis);
+    row.informationBound = informationBound(analysis.count, analysis.zeros, analysis.elementBytes);
+    row.candidates.push(...codecCandidates(analysis));
+  }
+  const rawBest = Math.min(...row.candidates.map((c) => c.bytes));
+  return { index, weight, row, analysis, rowAxis, rawBest };
+}
+
+/**
+ * |value| per element as `prune` measures it (src/prune.ts): floats decoded, int8/uint8
+ * dequantized, per channel when there is one zero point per channel.
+ */
+function magnitudeReader(weight: WeightTensor, bytes: Uint8Array): ((i: number) => number) | null {
+  const v = typedView(weight.dtype, bytes);
+  if (!v) return null;
+  switch (weight.dtype) {
+    case 'float32': return (i) => Math.abs((v as Float32Array)[i]!);
+    case 'float16': return (i) => Math.abs(float16ToFloat32((v as Uint16Array)[i]!));
+    case 'bfloat16': return (i) => Math.abs(bfloat16ToFloat32((v as Uint16Array)[i]!));
+    case 'int8': case 'uint8': {
+      const q = weight.quantization;
+      const zp = q?.zeroPoint ? Array.from(q.zeroPoint as ArrayLike<number | bigint>, Number) : [0];
+      const scale = q?.scale ? Array.from(q.scale) : [1];
+      const axis = q?.axis;
+      let inner = 1;
+      if (axis !== undefined) for (let d = axis + 1; d < weight.shape.length; d++) inner *= weight.shape[d]!;
+      const channels = axis !== undefined ? weight.shape[axis]! : 1;
+      const perChannel = axis !== undefined && zp.length > 1;
+      const a = v as Int8Array | Uint8Array;
+      return (i) => {
+        const c = perChannel ? Math.floor(i / inner) % channels : 0;
+        return Math.abs(a[i]! - (zp[c] ?? zp[0]!)) * Math.abs(scale[c] ?? scale[0] ?? 1);
+      };
+    }
+    default: return null;
+  }
+}
+
+/**
+ * What `prune --block RxC --sparsity s` would do to this weight, without doing it: the same
+ * block norms (L1 of |value| in flat order, over the [dim 0, rest] matrix), the same choice (the
+ * round(blocks * s) smallest norms, ties by position), counted instead of applied.
+ */
+export function blockPruneCost(weight: WeightTensor, dense: Uint8Array, block: readonly [number, number], sparsity: number):
+  { extraZeros: number; zerosBefore: number; l1Removed: number; l1Total: number } | null {
+  const magnitude = magnitudeReader(weight, dense);
+  if (!magnitude || weight.shape.length === 0) return null;
+  const n = elementCount(weight.shape);
+  const rows = weight.shape[0]!;
+  const cols = rows ? n / rows : 0;
+  const [br, bc] = block;
+  if (rows % br !== 0 || cols % bc !== 0) return null;
+  const blockCols = cols / bc;
+  const blocks = (rows / br) * blockCols;
+  const norms = new Float64Array(blocks);
+  const nonzeros = new Uint32Array(blocks);
+  let zerosBefore = 0;
+  let l1Total = 0;
+  for (let i = 0, row = 0, col = 0; i < n; i++) {
+    const m = magnitude(i);
+    const b = Math.floor(row / br) * blockCols + Math.floor(col / bc);
+    norms[b] += m;
+    l1Total += m;
+    if (m === 0) zerosBefore++; else nonzeros[b]++;
+    if (++col === cols) { col = 0; row++; }
+  }
+  const k = Math.round(blocks * sparsity);
+  let extraZeros = 0;
+  let l1Removed = 0;
+  if (k > 0) {
+    const threshold = Float64Array.from(norms).sort()[k - 1]!;
+    let below = 0;
+    for (let b = 0; b < blocks; b++) if (norms[b]! < threshold) below++;
+    let ties = k - below;
+    for (let b = 0; b < blocks; b++) {
+      const x = norms[b]!;
+      if (x < threshold || (x === threshold && ties-- > 0)) {
+        extraZeros += nonzeros[b]!;
+        l1Removed += x;
+      }
+    }
+  }
+  return { extraZeros, zerosBefore, l1Removed, l1Total };
+}
+
+const OFFICIAL_MIN_SPARSITY = 0.3;
+
+function fullyConnectedReport(item: WorkItem): AuditFullyConnected {
+  const a = item.analysis!;
+  const w = item.weight;
+  const int8 = w.dtype === 'int8' || w.dtype === 'uint8';
+  const [br, bc] = int8 ? [1, 16] : [1, 4];
+  const stats = a.blocks.find((b) => b.rows === br && b.cols === bc);
+  const viaDequantize = w.consumers.some((c) => c.op === 'FULLY_CONNECTED' && c.via?.includes('DEQUANTIZE'));
+  const perChannel = (w.quantization?.scale.length ?? 0) > 1;
+  const nativeKernel = !viaDequantize && ((w.dtype === 'float32') || (w.dtype === 'int8' && !perChannel)) && (stats?.applicable ?? false);
+  const s = a.zeroShare;
+  const blockSparsity = stats?.applicable ? stats.zeroBlockShare : 0;
+  let officialConverter: AuditFullyConnected['officialConverter'];
+  let officialReason: string;
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  if (w.dtype !== 'float32' && w.dtype !== 'int8') {
+    officialConverter = 'not applicable';
+    officialReason = `the official converter compresses float32 and int8 FULLY_CONNECTED weights, not ${w.dtype}`;
+  } else if (s < OFFICIAL_MIN_SPARSITY) {
+    officialConverter = 'dense';
+    officialReason = `${pct(s)} zeros < 30%`;
+  } else {
+    const threshold = int8 ? 0.8 : 0.9;
+    const ratio = s > 0 ? blockSparsity / s : 0;
+    officialConverter = ratio > threshold ? 'block' : 'csr+densify';
+    officialReason = `block sparsity / element sparsity = ${ratio.toFixed(3)} ${ratio > threshold ? '>' : '<='} ${threshold}`;
+  }
+  const report: AuditFullyConnected = {
+    name: w.name, dtype: w.dtype, shape: [...w.shape], block: `${br}x${bc}`, nativeKernel,
+    elementSparsity: s, blockSparsity, zerosInBlocksShare: stats?.applicable ? stats.zerosCoveredShare : 0,
+    officialConverter, officialReason, prune: null,
+  };
+  if (!stats?.applicable) {
+    report.pruneNote = stats?.reason ?? `no ${br}x${bc} statistics`;
+    return report;
+  }
+  if (s === 0) {
+    report.pruneNote = 'no zeros: nothing to restructure';
+    return report;
+  }
+  const cost = blockPruneCost(w, w.denseBytes(), [br, bc], s);
+  if (!cost) {
+    report.pruneNote = `prune cannot handle ${w.dtype} weights`;
+    return report;
+  }
+  report.prune = {
+    sparsity: s, extraZeros: cost.extraZeros, extraZeroShare: cost.extraZeros / a.count,
+    zeroShareAfter: (cost.zerosBefore + cost.extraZeros) / a.count,
+    l1RemovedShare: cost.l1Total > 0 ? cost.l1Removed / cost.l1Total : 0,
+  };
+  return report;
+}

@@ -1,0 +1,114 @@
+import fs from 'node:fs';
+import { openModel } from '../index.js';
+import { PrunepackError } from '../errors.js';
+import { auditModel } from '../audit/audit.js';
+import { checkBudgets } from '../audit/budget.js';
+import { renderAuditHtml } from '../audit/render-html.js';
+import { renderAuditText } from '../audit/render-text.js';
+import type { GzipLevel } from '../audit/gzip.js';
+import { parseOptions } from './args.js';
+import { createProgress } from './progress.js';
+
+export const AUDIT_HELP = `Usage: prunepack audit MODEL [--json] [--html REPORT.html] [--top N] [budgets]
+
+Where the bytes of MODEL are and what each encoding would make of them. Per weight: consumer,
+shape, dtype, bytes, share of zeros, zero structure (best block shape and its block sparsity,
+N:M pattern, zero rows/columns), bytes under each candidate encoding (prunepack's sparse codecs,
+and the TFLite or ONNX sparse forms), the encoding each target would choose and why, gzip bytes.
+Totals: dense size, each target's exact output size and its gzip, the information bound, and
+each one's ratio to it. FULLY_CONNECTED weights (TFLite): the share of zeros in whole 1x4 / 1x16
+kernel blocks and what prune --block would cost. Weights with the most bytes saved come first.
+
+Options:
+  --json               the report as JSON on stdout (schema "prunepack.audit/1", docs/audit-schema.json)
+  --html FILE          also write a self-contained HTML report (charts, zero patterns, tables)
+  --top N              list only the first N weights (default 20 on the terminal, all with --json/--html)
+  --gzip-level L       6 (default, fast) or 9 (gzip -9, several times slower) for every gzip figure
+  --gzip-weights N     per-weight gzip and +deflate candidates for the first N weights only
+                       (default 20; "all" for every weight; 0 for none: the slow part on big models)
+  --max-bytes N        budget: the target's output must be at most N bytes (exit code 4 otherwise)
+  --min-ratio R        budget: dense bytes / target bytes must be at least R (exit code 4 otherwise)
+  --target T           target of the budgets (default: tflite-sparse for TFLite, onnx-sparse for ONNX)
+  --quiet              no progress bar on stderr
+  --verbose            stack traces on errors
+
+Examples:
+  prunepack audit samples/cnn-synthetic-80.tflite
+  prunepack audit model.tflite --html report.html --top 50
+  prunepack audit model.onnx --json | jq '.totals.targets'
+  prunepack audit model.tflite --max-bytes 300000 --min-ratio 2 --target tflite-sparse`;
+
+function parseNumber(name: string, text: string | undefined, check: (n: number) => boolean, expected: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || !check(n)) {
+    throw new PrunepackError('INVALID_ARGUMENT', `invalid ${name}`, { expected, found: text });
+  }
+  return n;
+}
+
+export async function runAudit(args: string[]): Promise<number> {
+  const { values, positionals } = parseOptions({
+    args, allowPositionals: true,
+    options: {
+      json: { type: 'boolean' }, html: { type: 'string' }, top: { type: 'string' }, 'gzip-level': { type: 'string' },
+      'gzip-weights': { type: 'string' }, 'max-bytes': { type: 'string' }, 'min-ratio': { type: 'string' },
+      target: { type: 'string' }, quiet: { type: 'boolean' }, verbose: { type: 'boolean' },
+    },
+  });
+  if (positionals.length !== 1) {
+    throw new PrunepackError('INVALID_ARGUMENT', `audit takes one model path, got ${positionals.length}`, { hint: 'Usage: prunepack audit MODEL [--json] [--html REPORT.html]' });
+  }
+  const top = parseNumber('--top', values.top, (n) => Number.isInteger(n) && n >= 0, 'a whole number >= 0');
+  const gzipLevel = parseNumber('--gzip-level', values['gzip-level'], (n) => n === 6 || n === 9, '6 or 9') as GzipLevel | undefined;
+  const gzipWeights = values['gzip-weights'] === 'all' ? null
+    : parseNumber('--gzip-weights', values['gzip-weights'], (n) => Number.isInteger(n) && n >= 0, 'a whole number >= 0, or "all"') ?? 20;
+  const maxBytes = parseNumber('--max-bytes', values['max-bytes'], (n) => Number.isSafeInteger(n) && n >= 0, 'a whole number of bytes');
+  const minRatio = parseNumber('--min-ratio', values['min-ratio'], (n) => n > 0, 'a number > 0, e.g. 2.5');
+  if (values.target !== undefined && maxBytes === undefined && minRatio === undefined) {
+    throw new PrunepackError('INVALID_ARGUMENT', '--target names the target of a budget', { hint: 'Add --max-bytes N or --min-ratio R' });
+  }
+  const file = positionals[0]!;
+
+  const progress = createProgress({ quiet: values.quiet });
+  let report;
+  let fileBytes: number;
+  try {
+    progress.phase(`reading ${file}`, 1);
+    const { model, source } = openModel(file);
+    fileBytes = source.fileSize ?? source.bytes.length;
+    const wholeFile = source.bytes.length === fileBytes;
+    report = auditModel(model, {
+      file,
+      ...(wholeFile ? { input: source.bytes } : {}),
+      inputBytes: fileBytes,
+      gzipLevel: gzipLevel ?? 6,
+      top: top ?? (values.json || values.html !== undefined ? null : 20),
+      gzipWeights,
+      zeroPatterns: values.html !== undefined ? 6 : 0,
+      onProgress: progress.callback,
+    });
+  } finally {
+    progress.done();
+  }
+  const budgets = checkBudgets(report, { maxBytes, minRatio, target: values.target });
+
+  if (values.html !== undefined) {
+    try {
+      fs.writeFileSync(values.html, renderAuditHtml(report));
+    } catch (e) {
+      throw new PrunepackError('IO', `cannot write ${values.html}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    }
+  }
+  if (values.json) {
+    // The zero-pattern pictures are for the HTML page; they stay out of the JSON.
+    const json = { ...report, weights: report.weights.map(({ zeroPattern: _, ...w }) => w) };
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${renderAuditText(report)}\n`);
+    if (values.html !== undefined) process.stdout.write(`HTML report: ${values.html}\n`);
+  }
+  const missed = budgets.filter((b) => !b.passed);
+  for (const b of missed) process.stderr.write(`prunepack: budget missed (--${b.kind} ${b.limit}): ${b.message}\n`);
+  return missed.length ? 4 : 0;
+}
