@@ -47,14 +47,23 @@ export async function runPrune(args: string[]): Promise<number> {
   const input = positionals[0]!;
   const output = values.output;
   if (path.resolve(output) === path.resolve(input)) throw new PrunepackError('INVALID_ARGUMENT', 'the output would replace the input', { hint: 'Choose another path with -o' });
-  if (fs.existsSync(output) && !values.force) throw new PrunepackError('INVALID_ARGUMENT', `${output} exists`, { hint: 'Pass --force to replace it' });
+  if (fs.existsSync(output) && !fs.statSync(output).isDirectory() && !values.force) throw new PrunepackError('INVALID_ARGUMENT', `${output} exists`, { hint: 'Pass --force to replace it' });
 
   const { model } = openModel(input);
   const pruned = pruneModel(model, { sparsity, block });
-  const bytes = writeModel(pruned.model, model.format);
-  writeFileAtomic(output, bytes.length, [{ position: 0, bytes }], (temp) => {
-    readModel({ bytes: fs.readFileSync(temp), path: output });
-  });
+  if (model.format === 'tfjs') {
+    // model.json + weight shards: written as a set, checked, then moved into place.
+    const { writeTfjsFiles } = await import('../../converters/tfjs/files.js');
+    await writeTfjsFiles(pruned.model, output, {
+      target: 'tfjs', force: values.force, protect: [input],
+      check: (staged) => { openModel(staged); },
+    });
+  } else {
+    const bytes = writeModel(pruned.model, model.format);
+    writeFileAtomic(output, bytes.length, [{ position: 0, bytes }], (temp) => {
+      readModel({ bytes: fs.readFileSync(temp), path: output });
+    });
+  }
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ input, output, sparsity, block: block?.join('x') ?? null, weights: pruned.results }, null, 2)}\n`);
     return 0;
