@@ -57,3 +57,7 @@ export function pruneModel(model: Model, options: PruneOptions): { model: Model;
   const { replacements, results } = planPrune(model, options);
   return { model: pluginFor(model).withWeights(model, replacements), results };
 }
+
+export { auditModel, renderAuditText, renderAuditHtml, checkBudgets, type AuditOptions } from './audit/index.js';
+export type { AuditReport } from './audit/report.js';
+export { compareModelWeights, matchWeights, type WeightComparison, type WeightCompareOptions } from './verify/weights.js';
