@@ -222,7 +222,7 @@ async function calibrateEngine(engineName: EngineName, quick: boolean): Promise<
       }
       if (usable[0]?.name !== 'dense' || usable[1]?.name !== 'base') continue;
       const engine = await loadTfliteRuntime(engineName);
-      const m = await measureLatency(engine, usable, { rounds, minRounds: rounds, warmup: 5, minSampleMs: 3, maxSeconds: 400, betweenRounds: gc });
+      const m = await measureLatency(engine, usable, { rounds, minRounds: rounds, warmup: 3, minSampleMs: 3, maxSeconds: 400, trials: TRIALS, betweenRounds: gc });
       const layerMs = -m.results[1]!.deltaMs; // dense - base
       denseLayer.push({ int8, rows, cols, ms: layerMs });
       m.results.forEach((r, i) => {
@@ -238,7 +238,7 @@ async function calibrateEngine(engineName: EngineName, quick: boolean): Promise<
   const google = new Uint8Array(fs.readFileSync(MEDIAPIPE('face_detection/face_detection_full_range_sparse.tflite')));
   const googleDense = writeTflite(densifyTfliteDocument(readTfliteDocument(google)).doc);
   const xm = await measureLatency(await loadTfliteRuntime(engineName), [{ name: 'dense', bytes: googleDense }, { name: 'sparse', bytes: google }],
-    { rounds: quick ? 20 : 60, minRounds: quick ? 20 : 60, warmup: 3, maxSeconds: 120, betweenRounds: gc });
+    { rounds: quick ? 20 : 120, minRounds: quick ? 20 : 120, warmup: 3, maxSeconds: 180, trials: TRIALS, betweenRounds: gc });
   const raw: CalibrationRaw = { engine: engineName, date: new Date().toISOString(), points, denseLayer, refused: [...refused], xnnpackSparse: xm.results[1]!.speedup };
   const dir = path.join(os.tmpdir(), 'prunepack-calibration');
   fs.mkdirSync(dir, { recursive: true });
@@ -392,7 +392,7 @@ async function benchModel(model: BenchModel, engineName: EngineName, rounds: num
     if (twin) sameAs.set(v.goal, twin.goal);
     else unique.push({ name: v.goal, bytes: v.bytes });
   }
-  const m = await measureLatency(engine, unique, { rounds, minRounds: Math.min(rounds, 30), maxSeconds, warmup: 5, minSampleMs: 2, betweenRounds: gc });
+  const m = await measureLatency(engine, unique, { rounds, minRounds: Math.min(rounds, 60), maxSeconds, warmup: 3, minSampleMs: 2, trials: TRIALS, betweenRounds: gc });
   const byName = new Map(m.results.map((r) => [r.name, r]));
   return variants.map((v) => {
     const r = byName.get(sameAs.get(v.goal) ?? v.goal)!;
@@ -427,6 +427,9 @@ function printRows(rows: readonly LatencyRow[]): string {
   }
   return lines.join('\n');
 }
+
+/** Fresh sessions per measurement: a session's memory placement changes its speed (latency.ts). */
+const TRIALS = 12;
 
 const BEGIN = '<!-- latency-results:begin (written by npm run bench -- latency) -->';
 const END = '<!-- latency-results:end -->';
@@ -471,8 +474,8 @@ export async function runLatencyBench(argv: readonly string[]): Promise<void> {
     return;
   }
   const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined;
-  const rounds = quick ? 30 : 150;
-  const maxSeconds = quick ? 10 : 60;
+  const rounds = quick ? 30 : 240;
+  const maxSeconds = quick ? 10 : 120;
   const rows: LatencyRow[] = [];
   for (const model of latencyModels()) {
     if (only && !model.name.includes(only)) continue;
@@ -486,7 +489,7 @@ export async function runLatencyBench(argv: readonly string[]): Promise<void> {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   const meta = {
     date: new Date().toISOString().slice(0, 10), machine: `${cpu}, ${os.cpus().length} cores (shared)`, command: `npm run bench -- latency${quick ? ' --quick' : ''}`,
-    method: `one thread; per model and engine: ${OPTIMIZE_GOALS.join(' / ')} outputs of tflite-sparse (each checked in that engine), a warm-up of 5 runs, then up to ${rounds} rounds (at most ${maxSeconds} s) in which dense and every distinct output run once each in rotated order (repeated back to back to >= 2 ms per sample); the ratio is the median over rounds of dense time / output time in the same round, [its quartiles; p10: ratio of the 10th-percentile times, the estimate least disturbed by other processes]; > 1 is faster than dense.`,
+    method: `one thread; per model and engine: ${OPTIMIZE_GOALS.join(' / ')} outputs of tflite-sparse (each checked in that engine), ${TRIALS} trials, each loading fresh sessions of dense and of every distinct output in rotated order, each behind a spacer model of random size (where a session lands in wasm memory changes its speed by up to 1.8x), 3 warm-up runs, then its share of ${rounds} rounds (at most ${maxSeconds} s in all) in which every session runs once, in rotated order (repeated back to back to >= 2 ms per sample); the ratio is the median over rounds of dense time / output time in the same round, [its quartiles; p10: ratio of the 10th-percentile times, the estimate least disturbed by other processes]; > 1 is faster than dense.`,
     profiles: engines.map((e) => runtimeProfile(e).measured),
   };
   console.log(`\n${printRows(rows)}`);

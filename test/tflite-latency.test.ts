@@ -251,6 +251,15 @@ describe('measureLatency (structure only, no timing assertions)', () => {
     assert.equal(m.results[0]!.speedup, 1);
     assert.ok(m.results.every((r) => r.medianMs > 0 && Number.isFinite(r.speedup) && r.speedupQuartiles[0] <= r.speedupQuartiles[1]));
   });
+
+  test('trials reload the sessions (behind spacer models) and share the rounds', async () => {
+    const bytes = buildCnnSample(0.8);
+    const engine = await loadTfliteRuntime('tfjs-tflite');
+    const m = await measureLatency(engine, [{ name: 'a', bytes }, { name: 'b', bytes }], { rounds: 6, minRounds: 6, warmup: 1, trials: 3 });
+    assert.equal(m.trials, 3);
+    assert.equal(m.rounds, 6);
+    assert.ok(m.results.every((r) => r.loadMs > 0 && Number.isFinite(r.speedupP10)));
+  });
 });
 
 describe('command line', () => {

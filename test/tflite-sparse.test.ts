@@ -510,7 +510,7 @@ describe('command line', () => {
     try {
       const out = path.join(dir, 'cnn.sparse.tflite');
       const { stdout } = await execute(process.execPath, [cli, 'convert', repoPath('samples', 'cnn-synthetic-80.tflite'), '--to', 'tflite-sparse',
-        '-o', out, '--json', '--keep-dense', 'conv1/weights', '--min-sparsity', '0.5']);
+        '-o', out, '--optimize', 'size', '--json', '--keep-dense', 'conv1/weights', '--min-sparsity', '0.5']);
       const summary = JSON.parse(stdout);
       assert.equal(summary.outputBytes, fs.statSync(out).size);
       assert.ok(summary.ratio > 3 && summary.gzipRatio > 1);

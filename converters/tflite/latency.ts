@@ -39,8 +39,12 @@ import { TensorType } from '../../schemas/generated/tflite/tflite/tensor-type.js
 import type { SubGraphT } from '../../schemas/generated/tflite/tflite/sub-graph.js';
 import { PrunepackError } from '../../src/errors.js';
 import type { TfliteEngine, TfliteSession, TypedArray } from '../../src/verify/tflite-runtime.js';
+import { BuiltinOptions } from '../../schemas/generated/tflite/tflite/builtin-options.js';
+import { AddOptionsT } from '../../schemas/generated/tflite/tflite/add-options.js';
 import type { TfliteDocument } from './document.js';
+import { TfliteGraphBuilder } from './graph-builder.js';
 import { operatorName } from './model-view.js';
+import { writeTflite } from './write.js';
 
 // ---------------------------------------------------------------------------------------------
 // Goals
@@ -110,7 +114,7 @@ export interface RuntimeCostProfile {
   xnnpackSparse: { speedup: number; model: string } | null;
 }
 
-const METHOD = 'calibration models 1 -> cols -> rows -> 1 (FULLY_CONNECTED, the measured layer in the middle, so a native read splits the XNNPACK graph as in a real model) and the same model without the middle layer; 9 float32 shapes from 16x64 to 2048x512 (7 int8), stored shares 3%..50% (random elements for CSR, random 1x4 / 1x16 blocks); each shape: dense, baseline, every native variant and DENSIFY at 5% / 20% in one process, 5 warm-up runs, then 200 interleaved rounds (rotated order, runs repeated to >= 3 ms per sample, gc between rounds); layer time = median over rounds of (variant - baseline), ratio to (dense - baseline). Fit: fixed + perRow * rows + perValue * stored by least squares on relative error over stored shares <= 25%, then perValue per weight size (median); uncertainty = largest under-prediction of a layer >= 64K elements predicted at most as slow as dense. XNNPACK sparse: face_detection_full_range_sparse vs its densified copy, 60 interleaved rounds.';
+const METHOD = 'calibration models 1 -> cols -> rows -> 1 (FULLY_CONNECTED, the measured layer in the middle, so that a native read splits the XNNPACK graph as in a real model) and the same model without the middle layer; 9 float32 shapes from 16x64 to 2048x512 (8 int8), stored shares 3%..50% (random elements for CSR, random 1x4 / 1x16 blocks); per shape, dense, baseline, every native variant and DENSIFY at 5% / 20% timed in one process: 12 trials of fresh sessions loaded behind spacer models of random size (where a session lands in memory changes its speed), 3 warm-up runs, 200 interleaved rounds in all (rotated order, runs repeated to >= 3 ms per sample, gc between rounds); layer time = median over rounds of (variant - baseline), ratio to (dense - baseline). Fit: fixed + perRow * rows + perValue * stored by least squares on relative error over stored shares <= 25%, then perValue per weight size (median); uncertainty = largest under-prediction on layers >= 64K elements predicted at most as slow as dense (at least 10%). XNNPACK sparse: face_detection_full_range_sparse vs its densified copy, 12 trials, 120 rounds.';
 
 /*
  * MEASURED TABLE, from `npm run bench -- latency --calibrate` (raw measurements are refitted with
@@ -127,13 +131,13 @@ export const RUNTIME_PROFILES: RuntimeCostProfile[] = [
       method: METHOD,
     },
     denseNsPerElement: {
-      float32: [[524288, 0.0926], [819200, 0.0976], [1048576, 0.116], [1605632, 0.1618], [4194304, 0.2763]],
-      int8: [[131072, 0.0554], [204800, 0.0501], [262144, 0.0665], [401408, 0.0658], [1048576, 0.0682]],
+      float32: [[524288, 0.0932], [819200, 0.1006], [1048576, 0.1131], [1605632, 0.1505], [4194304, 0.2409]],
+      int8: [[131072, 0.054], [204800, 0.0526], [262144, 0.0626], [401408, 0.0605], [1048576, 0.0713]],
     },
     native: {
-      'float32-csr': { fixedNs: 419, perRowNs: 5.427, perValueNs: [[524288, 1.2184], [819200, 1.2413], [1048576, 1.3375], [1605632, 1.3139], [4194304, 1.6062]], maxStoredShare: 0.25, uncertainty: 0.14 },
-      'float32-1x4': { fixedNs: 534, perRowNs: 4.032, perValueNs: [[524288, 0.5194], [819200, 0.5824], [1048576, 0.6111], [1605632, 0.6289], [4194304, 0.7551]], maxStoredShare: 0.25, uncertainty: 0.21 },
-      'int8-1x16': { fixedNs: 0, perRowNs: 13.969, perValueNs: [[131072, 0.5101], [204800, 0.434], [262144, 0.485], [401408, 0.5332], [1048576, 0.5297]], maxStoredShare: 0.25, uncertainty: 0.1 },
+      'float32-csr': { fixedNs: 350, perRowNs: 5.83, perValueNs: [[524288, 1.2089], [819200, 1.2317], [1048576, 1.2613], [1605632, 1.3163], [4194304, 1.5374]], maxStoredShare: 0.25, uncertainty: 0.1 },
+      'float32-1x4': { fixedNs: 446, perRowNs: 3.899, perValueNs: [[524288, 0.5435], [819200, 0.594], [1048576, 0.6129], [1605632, 0.6169], [4194304, 0.7546]], maxStoredShare: 0.25, uncertainty: 0.15 },
+      'int8-1x16': { fixedNs: 233, perRowNs: 12.07, perValueNs: [[131072, 0.4548], [204800, 0.4406], [262144, 0.4846], [401408, 0.5164], [1048576, 0.578]], maxStoredShare: 0.25, uncertainty: 0.1 },
     },
     densify: { float: 1, int8: null },
     xnnpackSparse: { speedup: 1.35, model: 'face_detection_full_range_sparse.tflite (Google) vs its densified copy' },
@@ -147,16 +151,16 @@ export const RUNTIME_PROFILES: RuntimeCostProfile[] = [
       method: METHOD,
     },
     denseNsPerElement: {
-      float32: [[524288, 0.0859], [819200, 0.0922], [1048576, 0.0985], [1605632, 0.1247], [4194304, 0.2283]],
-      int8: [[131072, 0.0775], [204800, 0.0715], [262144, 0.0766], [401408, 0.0734], [1048576, 0.0767]],
+      float32: [[524288, 0.0856], [819200, 0.0904], [1048576, 0.1013], [1605632, 0.1201], [4194304, 0.223]],
+      int8: [[131072, 0.07], [204800, 0.0691], [262144, 0.0765], [401408, 0.0729], [1048576, 0.08]],
     },
     native: {
-      'float32-csr': { fixedNs: 120, perRowNs: 4.599, perValueNs: [[524288, 1.2696], [819200, 1.2796], [1048576, 1.3064], [1605632, 1.3624], [4194304, 1.5836]], maxStoredShare: 0.25, uncertainty: 0.14 },
-      'float32-1x4': { fixedNs: 163, perRowNs: 4.895, perValueNs: [[524288, 0.4886], [819200, 0.5378], [1048576, 0.4929], [1605632, 0.5795], [4194304, 0.7247]], maxStoredShare: 0.25, uncertainty: 0.18 },
-      'int8-1x16': { fixedNs: 339, perRowNs: 8.12, perValueNs: [[131072, 0.5574], [204800, 0.516], [262144, 0.5182], [401408, 0.5239], [1048576, 0.5464]], maxStoredShare: 0.25, uncertainty: 0.1 },
+      'float32-csr': { fixedNs: 205, perRowNs: 5.591, perValueNs: [[524288, 1.2242], [819200, 1.2442], [1048576, 1.2883], [1605632, 1.3277], [4194304, 1.5634]], maxStoredShare: 0.25, uncertainty: 0.15 },
+      'float32-1x4': { fixedNs: 220, perRowNs: 4.702, perValueNs: [[524288, 0.4835], [819200, 0.5378], [1048576, 0.5424], [1605632, 0.5762], [4194304, 0.7228]], maxStoredShare: 0.25, uncertainty: 0.17 },
+      'int8-1x16': { fixedNs: 239, perRowNs: 7.958, perValueNs: [[131072, 0.4996], [204800, 0.5085], [262144, 0.5412], [401408, 0.5313], [1048576, 0.5646]], maxStoredShare: 0.25, uncertainty: 0.1 },
     },
     densify: { float: 1, int8: 1 },
-    xnnpackSparse: { speedup: 1.76, model: 'face_detection_full_range_sparse.tflite (Google) vs its densified copy' },
+    xnnpackSparse: { speedup: 1.78, model: 'face_detection_full_range_sparse.tflite (Google) vs its densified copy' },
   },
 ];
 
@@ -673,6 +677,18 @@ export interface LatencyOptions {
   minSampleMs?: number;
   /** Input seed for deterministicInputs (default 1). */
   seed?: number;
+  /**
+   * Sessions are loaded afresh this many times (default 1), in a rotated order, and the rounds are
+   * split between them, so that the speed of one session's memory placement averages out.
+   */
+  trials?: number;
+  /**
+   * Before each session of a trial, load a small "spacer" model of pseudo-random size and keep it
+   * until the trial ends, so that sessions land at varying places in the runtime's memory (the
+   * allocator is deterministic: without spacers every trial repeats the same placement). Default
+   * true when trials > 1.
+   */
+  spacers?: boolean;
   /** Called between rounds when given (e.g. global.gc), outside the timed region. */
   betweenRounds?: () => void;
 }
@@ -680,7 +696,7 @@ export interface LatencyOptions {
 export interface LatencyResult {
   name: string;
   bytes: number;
-  /** Load (and compile / prepare) time of the model, ms, once. */
+  /** Load (and compile / prepare) time of the model, ms (median over trials). */
   loadMs: number;
   /** Median time of one run, ms. */
   medianMs: number;
@@ -700,6 +716,7 @@ export interface LatencyResult {
 export interface LatencyMeasurement {
   engine: string;
   rounds: number;
+  trials: number;
   runsPerSample: number;
   results: LatencyResult[];
 }
@@ -707,8 +724,9 @@ export interface LatencyMeasurement {
 /**
  * Times `models` in one engine, interleaved: after a warm-up, every round runs each model (the
  * order rotates from round to round), and each model's time is compared with the reference
- * (models[0]) in the same round, so slow drifts of a shared machine cancel out. All models get
- * the same deterministic inputs (they must have the same input signature).
+ * (models[0]) in the same round, so slow drifts of a shared machine cancel out. With `trials`,
+ * the sessions are created anew several times (see LatencyOptions.trials). All models get the
+ * same deterministic inputs (they must have the same input signature).
  */
 export async function measureLatency(engine: TfliteEngine, models: readonly TimedModel[], options: LatencyOptions = {}): Promise<LatencyMeasurement> {
   const { deterministicInputs } = await import('../../src/verify/tflite-runtime.js');
@@ -716,53 +734,90 @@ export async function measureLatency(engine: TfliteEngine, models: readonly Time
   const maxRounds = options.rounds ?? 100;
   const minRounds = Math.min(options.minRounds ?? 20, maxRounds);
   const maxMs = (options.maxSeconds ?? 60) * 1000;
-  const sessions: TfliteSession[] = [];
-  const loadMs: number[] = [];
-  try {
-    for (const m of models) {
-      const t0 = performance.now();
-      sessions.push(await engine.load(m.bytes));
-      loadMs.push(performance.now() - t0);
-    }
-    const inputs: TypedArray[][] = sessions.map((s) => deterministicInputs(s.inputs(), options.seed ?? 1));
-    const warm: number[] = [];
-    for (let i = 0; i < warmup; i++) {
-      for (let k = 0; k < sessions.length; k++) {
+  const trials = Math.max(1, Math.min(options.trials ?? 1, maxRounds));
+  const times: number[][] = models.map(() => []);
+  const loadMs: number[][] = models.map(() => []);
+  const started = performance.now();
+  let rounds = 0;
+  let runsPerSample = 0;
+  const spacers = options.spacers ?? trials > 1;
+  const random = seededUniform(0x5eed + (options.seed ?? 1));
+  for (let trial = 0; trial < trials; trial++) {
+    // Fresh sessions, loaded in a rotated order behind spacers: where a session lands in the
+    // runtime's memory changes its speed (up to 1.8x between sessions of the SAME model in LiteRT).
+    const sessions: TfliteSession[] = new Array(models.length);
+    const spacing: TfliteSession[] = [];
+    try {
+      for (let j = 0; j < models.length; j++) {
+        const k = (j + trial) % models.length;
+        if (spacers) spacing.push(await engine.load(spacerModel(64 * Math.floor(random() * 4096))));
         const t0 = performance.now();
-        await sessions[k]!.run(inputs[k]!);
-        if (k === 0) warm.push(performance.now() - t0);
+        sessions[k] = await engine.load(models[k]!.bytes);
+        loadMs[k]!.push(performance.now() - t0);
       }
-    }
-    const perRun = warm.length ? median(warm) : 1;
-    const runsPerSample = Math.max(1, Math.min(1000, Math.round((options.minSampleMs ?? 1) / Math.max(perRun, 1e-3))));
-    const times: number[][] = models.map(() => []);
-    const started = performance.now();
-    let rounds = 0;
-    for (let r = 0; r < maxRounds; r++) {
-      if (r >= minRounds && performance.now() - started > maxMs) break;
-      for (let j = 0; j < sessions.length; j++) {
-        const k = (j + r) % sessions.length;
-        const session = sessions[k]!;
-        const t0 = performance.now();
-        for (let i = 0; i < runsPerSample; i++) await session.run(inputs[k]!);
-        times[k]!.push((performance.now() - t0) / runsPerSample);
+      const inputs: TypedArray[][] = sessions.map((s) => deterministicInputs(s.inputs(), options.seed ?? 1));
+      const warm: number[] = [];
+      for (let i = 0; i < warmup; i++) {
+        for (let k = 0; k < sessions.length; k++) {
+          const t0 = performance.now();
+          await sessions[k]!.run(inputs[k]!);
+          if (k === 0) warm.push(performance.now() - t0);
+        }
       }
-      rounds++;
-      options.betweenRounds?.();
+      if (runsPerSample === 0) {
+        const perRun = warm.length ? median(warm) : 1;
+        runsPerSample = Math.max(1, Math.min(1000, Math.round((options.minSampleMs ?? 1) / Math.max(perRun, 1e-3))));
+      }
+      const roundsHere = Math.ceil(maxRounds / trials);
+      for (let r = 0; r < roundsHere && rounds < maxRounds; r++) {
+        // each trial gets its share of the rounds and of the time budget
+        if (rounds >= minRounds * (trial + 1) / trials && performance.now() - started > maxMs * (trial + 1) / trials) break;
+        for (let j = 0; j < sessions.length; j++) {
+          const k = (j + rounds) % sessions.length;
+          const session = sessions[k]!;
+          const t0 = performance.now();
+          for (let i = 0; i < runsPerSample; i++) await session.run(inputs[k]!);
+          times[k]!.push((performance.now() - t0) / runsPerSample);
+        }
+        rounds++;
+        options.betweenRounds?.();
+      }
+    } finally {
+      for (const s of sessions) s?.dispose();
+      for (const s of spacing) s.dispose();
     }
-    const results = models.map((m, k) => {
-      const ratios = times[0]!.map((t, r) => t / times[k]![r]!).sort((a, b) => a - b);
-      return {
-        name: m.name, bytes: m.bytes.length, loadMs: loadMs[k]!, medianMs: median(times[k]!),
-        deltaMs: median(times[k]!.map((t, r) => t - times[0]![r]!)),
-        speedupP10: quantile([...times[0]!].sort((a, b) => a - b), 0.1) / quantile([...times[k]!].sort((a, b) => a - b), 0.1),
-        speedup: median(ratios), speedupQuartiles: [quantile(ratios, 0.25), quantile(ratios, 0.75)] as [number, number],
-      };
-    });
-    return { engine: `${engine.name} (${engine.version})`, rounds, runsPerSample, results };
-  } finally {
-    for (const s of sessions) s.dispose();
   }
+  const results = models.map((m, k) => {
+    const ratios = times[0]!.map((t, r) => t / times[k]![r]!).sort((a, b) => a - b);
+    return {
+      name: m.name, bytes: m.bytes.length, loadMs: median(loadMs[k]!), medianMs: median(times[k]!),
+      deltaMs: median(times[k]!.map((t, r) => t - times[0]![r]!)),
+      speedupP10: quantile([...times[0]!].sort((a, b) => a - b), 0.1) / quantile([...times[k]!].sort((a, b) => a - b), 0.1),
+      speedup: median(ratios), speedupQuartiles: [quantile(ratios, 0.25), quantile(ratios, 0.75)] as [number, number],
+    };
+  });
+  return { engine: `${engine.name} (${engine.version})`, rounds, trials, runsPerSample, results };
+}
+
+/** A one-ADD model padded with `padding` bytes of metadata (the runtime keeps a copy of it). */
+function spacerModel(padding: number): Uint8Array {
+  const g = new TfliteGraphBuilder();
+  const x = g.tensor('x', TensorType.FLOAT32, [1]);
+  const y = g.tensor('y', TensorType.FLOAT32, [1]);
+  g.operator(BuiltinOperator.ADD, 1, [x, x], [y], BuiltinOptions.AddOptions, new AddOptionsT());
+  g.addMetadata('padding', new Uint8Array(padding));
+  return writeTflite(g.finish([x], [y], 'spacer'));
+}
+
+function seededUniform(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 export function median(values: readonly number[]): number {

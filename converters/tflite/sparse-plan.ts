@@ -707,7 +707,6 @@ export function xnnpackReport(doc: TfliteDocument, entries: readonly SparsePlanE
   let elements = 0;
   let zeros = 0;
   let nativeFullyConnected = 0;
-  let hint = false;
   let patternFits = false;
   let expected = false;
   const clusters: XnnpackCluster[] = [];
@@ -746,7 +745,6 @@ export function xnnpackReport(doc: TfliteDocument, entries: readonly SparsePlanE
       const count = e.shape.reduce((a, b) => a * b, 1);
       return { zeros: Math.round(e.zeroShare * count), count };
     }, (t) => byTensor.get(`${s}:${t}`)?.route === 'densify', native);
-    hint ||= analysis.hint;
     patternFits ||= analysis.patternFits;
     expected ||= analysis.expected;
     clusters.push(...analysis.clusters);
@@ -775,7 +773,6 @@ export function xnnpackReport(doc: TfliteDocument, entries: readonly SparsePlanE
     reason += expected ? ': XNNPACK is expected to run it sparse' : ': XNNPACK is expected to keep its dense kernels';
   }
   if (nativeFullyConnected) reason += `; ${nativeFullyConnected} FULLY_CONNECTED op(s) read sparse weights natively (version 8), which XNNPACK leaves to the builtin kernels`;
-  void hint;
   return {
     qualifies, conv1x1Filters: filters, conv1x1Densified: densified, conv1x1ZeroShare: share, nativeFullyConnected,
     patternFits, expected, clusters, blockers, reason,
