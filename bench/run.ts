@@ -4,7 +4,8 @@
  * (process.resourceUsage().maxRSS), as a ratio to the model size. Results go to
  * bench/results.json. Environment: BENCH_SCALE=0.1 shrinks every input (quick runs).
  * `npm run bench -- latency [--calibrate] [--engine E] [--quick]`: inference latency of
- * tflite-sparse outputs instead (bench/latency.ts).
+ * tflite-sparse outputs instead (bench/latency.ts). `npm run bench -- pack`: pack sizes against
+ * gzip -9 and xz -9 of the dense files (bench/pack.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -112,4 +113,5 @@ async function main(): Promise<void> {
 const argv = process.argv.slice(2);
 if (argv[0] === '--child') await child(argv[1]!, argv.slice(2));
 else if (argv[0] === 'latency') await (await import('./latency.js')).runLatencyBench(argv.slice(1)); // npm run bench -- latency
+else if (argv[0] === 'pack') await (await import('./pack.js')).runPackBenchmark(); // npm run bench -- pack
 else await main();
