@@ -583,19 +583,17 @@ test('verifier: hand-written corruptions name the field and carry expected/found
   assertCode(() => verifySparsity(unordered, [1, 4], 2, { requireSortedIndices: true }), 'INVALID_SPARSITY', 'array_indices[1]');
 });
 
-test('large tensor: 8M float32 elements encode and decode in linear time', () => {
+// Correctness at scale only: speed is measured by `npm run bench`, never asserted in tests.
+test('large tensor: 8M float32 elements encode and decode exactly', () => {
   const rows = 2048;
   const cols = 4096;
   const w = new Float32Array(rows * cols);
   const rand = mulberry32(7);
   for (let i = 0; i < w.length; i++) if (rand() < 0.1) w[i] = rand() - 0.5;
-  const t0 = performance.now();
   const csr = sparsityFromDense(w, [rows, cols], [0, 1], [], [], [D, S]);
   const blocked = sparsityFromDense(w, [rows, cols], [0, 1, 2], [1], [4], [D, S]);
   const back = denseFromSparsity(csr.values, [rows, cols], csr.params);
   const backBlocked = denseFromSparsity(blocked.values, [rows, cols], blocked.params);
-  const ms = performance.now() - t0;
   assert.deepEqual(back, w);
   assert.deepEqual(backBlocked, w);
-  assert.ok(ms < 4000, `took ${ms.toFixed(0)} ms`);
 });
