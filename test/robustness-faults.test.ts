@@ -14,7 +14,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { protectInputFile, readModelSource, writeFileAtomic } from '../src/io/files.js';
+import { protectInputFile, writeFileAtomic } from '../src/io/files.js';
 import { PrunepackError } from '../src/errors.js';
 import { TfliteGraphBuilder } from '../converters/tflite/graph-builder.js';
 import { writeTflite } from '../converters/tflite/write.js';
@@ -375,9 +375,9 @@ test('the input is never replaced: the same path, a symlink, a hard link or a pa
     assert.equal(fs.lstatSync(path.join(dir, 'alias.tflite')).isSymbolicLink(), true, 'the symlink is still a symlink');
     assert.deepEqual(strayTemps(dir), []);
 
-    // The library guard on its own, for programs that call writeFileAtomic directly, and for
-    // files a plugin reads beside the model (external data, shards).
-    readModelSource(input);
+    // The library guard on its own: files marked as inputs (commands mark theirs; plugins can mark
+    // what they read beside the model, such as external data and shards) are never replaced.
+    protectInputFile(input);
     const shard = path.join(dir, 'weights.bin');
     fs.writeFileSync(shard, 'shard');
     protectInputFile(shard);

@@ -59,8 +59,7 @@ for (const format of registeredFormats()) {
     t.diagnostic(report);
     assert.equal(summary.inputs, ITERATIONS);
     assert.equal(violationCount(summary), 0, report);
-    // The mutations must reach past the first checks: some inputs read fine, some fail late.
+    // The mutations must reach past the first checks: some inputs read, densify and write fine.
     assert.ok(summary.accepted > ITERATIONS / 50, `too few accepted inputs:\n${report}`);
-    assert.ok(Object.keys(summary.rejectedByStage).some((stage) => stage !== 'read'), `every rejection at read:\n${report}`);
   });
 }

@@ -4,7 +4,7 @@ import { parseOptions } from './args.js';
 import { gzipSync } from 'fflate';
 import { openModel, readModel, writeModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
-import { writeFileAtomic } from '../io/files.js';
+import { protectInputFile, writeFileAtomic } from '../io/files.js';
 import type { Model } from '../model/types.js';
 import { formatBytes, formatInt, percent, table } from './format.js';
 import { tfliteDocumentOf } from '../../converters/tflite/index.js';
@@ -112,6 +112,7 @@ export async function runConvert(args: string[]): Promise<number> {
   if (fs.existsSync(output) && !values.force) {
     throw new PrunepackError('INVALID_ARGUMENT', `${output} exists`, { hint: 'Pass --force to replace it, or choose another path with -o' });
   }
+  protectInputFile(input);
   const { model, source } = openModel(input);
   const inputBytes = source.fileSize ?? source.bytes.length;
 
@@ -407,6 +408,7 @@ async function runConvertTfjs(input: string, target: 'tfjs' | 'tfjs-sparse', val
   const output = values.output ?? (stem === 'model'
     ? path.join(path.dirname(path.resolve(inputDir)), `${path.basename(path.resolve(inputDir))}.${target}`)
     : path.join(inputDir, `${stem}.${target}`));
+  protectInputFile(input);
   const { model, source } = openModel(input);
   if (model.format !== 'tfjs') {
     throw new PrunepackError('UNSUPPORTED', `--to ${target} needs a TensorFlow.js model.json as input`, { found: `a ${model.format} model`, hint: 'prunepack converts within a format family' });

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { openModel, pruneModel, readModel, writeModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
-import { writeFileAtomic } from '../io/files.js';
+import { protectInputFile, writeFileAtomic } from '../io/files.js';
 import { formatInt, percent, table } from './format.js';
 import { parseOptions } from './args.js';
 
@@ -49,6 +49,7 @@ export async function runPrune(args: string[]): Promise<number> {
   if (path.resolve(output) === path.resolve(input)) throw new PrunepackError('INVALID_ARGUMENT', 'the output would replace the input', { hint: 'Choose another path with -o' });
   if (fs.existsSync(output) && !fs.statSync(output).isDirectory() && !values.force) throw new PrunepackError('INVALID_ARGUMENT', `${output} exists`, { hint: 'Pass --force to replace it' });
 
+  protectInputFile(input);
   const { model } = openModel(input);
   const pruned = pruneModel(model, { sparsity, block });
   if (model.format === 'tfjs') {

@@ -21,7 +21,8 @@ function fileKey(stat: fs.Stats): string {
 
 /**
  * Marks a file read as part of a model (ONNX external data, a TF.js shard) so that no output of
- * this process replaces it. readModelSource marks the files it reads itself.
+ * this process replaces it. Commands mark their inputs; the library does not, so a program may
+ * read a file and later replace it on purpose.
  */
 export function protectInputFile(file: string): void {
   try { inputFiles.set(fileKey(fs.statSync(file)), file); } catch { /* a file that does not exist cannot be replaced */ }
@@ -45,7 +46,6 @@ export function readModelSource(file: string): ModelSource {
     fs.closeSync(fd);
     throw new PrunepackError('INVALID_ARGUMENT', `${file} is not a regular file`, { hint: 'Pass the path of a model file' });
   }
-  inputFiles.set(fileKey(stat), file);
   try {
     const headLength = Math.min(stat.size, MAX_SINGLE_READ);
     const bytes = new Uint8Array(headLength);

@@ -57,6 +57,8 @@ export interface FormatSummary {
   crashes: number;
   /** Inputs that timed out once but finished when retried. */
   slowRetried: number;
+  /** Inputs never run because every runner process was gone (the campaign is incomplete). */
+  notRun: number;
   violations: Violation[];
   seconds: number;
   slowest: { ms: number; seed: string };
@@ -151,7 +153,7 @@ export async function runCampaign(options: CampaignOptions): Promise<FormatSumma
   const init: RunnerInit = { type: 'init', format: format.id, files, modelDir };
   const summary: FormatSummary = {
     format: format.id, command: campaignCommand(options), seeds: [], inputs: 0, accepted: 0, rejected: 0,
-    rejectedByCode: {}, rejectedByStage: {}, escapes: 0, hangs: 0, overAllocations: 0, crashes: 0, slowRetried: 0,
+    rejectedByCode: {}, rejectedByStage: {}, escapes: 0, hangs: 0, overAllocations: 0, crashes: 0, slowRetried: 0, notRun: 0,
     violations: [], seconds: 0, slowest: { ms: 0, seed: '' }, largestAllocation: { bytes: 0, inputBytes: 0, seed: '' },
     largestPeakRssGrowth: { bytes: 0, inputBytes: 0, seed: '' }, meanMs: 0,
   };
@@ -168,8 +170,13 @@ export async function runCampaign(options: CampaignOptions): Promise<FormatSumma
       return { steps: [`(the input could not be rebuilt: ${(e as Error).message})`] };
     }
   };
+  const stored = new Map<ViolationKind, number>();
   const violation = (v: Violation) => {
-    if (summary.violations.length < MAX_STORED_VIOLATIONS) summary.violations.push(v);
+    // Up to MAX_STORED_VIOLATIONS of each kind: a flood of one kind must not hide another.
+    const n = stored.get(v.kind) ?? 0;
+    if (n >= MAX_STORED_VIOLATIONS) return;
+    stored.set(v.kind, n + 1);
+    summary.violations.push(v);
   };
 
   let next = 0;
@@ -230,9 +237,9 @@ export async function runCampaign(options: CampaignOptions): Promise<FormatSumma
     };
     const restart = async (runner: Runner) => {
       let m: RunnerMessage | undefined;
-      // A start can fail for reasons outside the input (the build rewriting dist/): try thrice.
-      for (let attempt = 0; attempt < 3; attempt++) {
-        if (attempt) await new Promise((r) => setTimeout(r, 1000));
+      // A start can fail for reasons outside the input (a build rewriting dist/): keep trying for a minute.
+      for (let attempt = 0; attempt < 12; attempt++) {
+        if (attempt) await new Promise((r) => setTimeout(r, Math.min(10_000, 1000 * attempt)));
         runner.kill();
         runner.start();
         attach(runner);
@@ -298,13 +305,15 @@ export async function runCampaign(options: CampaignOptions): Promise<FormatSumma
 
   runners.forEach((r) => r.kill());
   fs.rmSync(modelDir, { recursive: true, force: true });
+  summary.notRun = options.iterations - summary.inputs;
   summary.seconds = (performance.now() - started) / 1000;
   summary.meanMs = summary.inputs ? totalMs / summary.inputs : 0;
   return summary;
 }
 
+/** Violations, counting inputs that never ran (every runner gone) as failures too. */
 export function violationCount(s: FormatSummary): number {
-  return s.escapes + s.hangs + s.overAllocations + s.crashes;
+  return s.escapes + s.hangs + s.overAllocations + s.crashes + s.notRun;
 }
 
 function mib(bytes: number): string {
@@ -319,6 +328,7 @@ export function formatSummary(s: FormatSummary, options: Pick<CampaignOptions, '
     `  command: ${s.command}`,
     `  accepted: ${s.accepted}`,
     `  rejected: ${s.rejected} (by code: ${codes}; by stage: ${stages})`,
+    ...(s.notRun ? [`  INCOMPLETE: ${s.notRun} inputs never ran (every runner process failed to restart; see the crashes)`] : []),
     `  escapes: ${s.escapes}, hangs: ${s.hangs}, over-allocations: ${s.overAllocations}, crashes: ${s.crashes}` +
       `${s.slowRetried ? ` (${s.slowRetried} inputs timed out once and finished when retried)` : ''}`,
     `  slowest input: ${s.slowest.ms.toFixed(0)} ms (${s.slowest.seed}); largest heap+ArrayBuffer growth: ${mib(s.largestAllocation.bytes)} for ${s.largestAllocation.inputBytes} bytes (${s.largestAllocation.seed}); largest peak RSS growth: ${mib(s.largestPeakRssGrowth.bytes)} (${s.largestPeakRssGrowth.seed || 'none'})`,
@@ -329,6 +339,7 @@ export function formatSummary(s: FormatSummary, options: Pick<CampaignOptions, '
     if (v.stack) lines.push(`    ${v.stack.split('\n').slice(0, 6).join('\n    ')}`);
     if (v.seed) lines.push(`    reproduce: ${replayCommand(options, v.seed)}`);
   }
-  if (violationCount(s) > s.violations.length) lines.push(`  (${violationCount(s) - s.violations.length} more violations not listed)`);
+  const listed = violationCount(s) - s.notRun - s.violations.length;
+  if (listed > 0) lines.push(`  (${listed} more violations not listed: at most ${MAX_STORED_VIOLATIONS} of each kind are)`);
   return lines.join('\n');
 }

@@ -101,10 +101,11 @@ async function replay(formatId: string, seed: number, corpus: string[], corpusSe
     const ms = performance.now() - t0;
     const after = process.memoryUsage();
     const grown = after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers;
+    const bound = memoryBound(input.bytes.length, outcome.expansion);
     process.stdout.write(`outcome: ${outcome.kind} at stage ${outcome.stage}${outcome.code ? ` (${outcome.code})` : ''} in ${ms.toFixed(1)} ms, `
-      + `heap+ArrayBuffer growth ${(grown / 2 ** 20).toFixed(1)} MiB (bound ${(memoryBound(input.bytes.length, outcome.expansion) / 2 ** 20).toFixed(1)} MiB)\n`);
+      + `heap+ArrayBuffer growth ${(grown / 2 ** 20).toFixed(1)} MiB (bound ${(bound / 2 ** 20).toFixed(1)} MiB${grown > bound ? ': OVER THE BOUND' : ''})\n`);
     if (outcome.error) process.stdout.write(`${outcome.error}\n${outcome.stack ?? ''}\n`);
-    return outcome.kind === 'escape' ? 1 : 0;
+    return outcome.kind === 'escape' || grown > bound ? 1 : 0;
   } finally {
     fs.rmSync(modelDir, { recursive: true, force: true });
   }
