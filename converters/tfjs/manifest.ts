@@ -118,6 +118,7 @@ export function parseJsonText(input: Uint8Array | string, where: string): { text
     }
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  checkJsonDepth(text, where);
   try {
     return { text, value: JSON.parse(text) };
   } catch (e) {
@@ -302,5 +303,34 @@ function checkRuns(weights: readonly ManifestWeight[], at: string): void {
       }
     }
     i += w.sparse.count - 1;
+  }
+}
+
+/** Deepest nesting model.json may use; real models stay far below it (the fuzzer found 1M-deep files). */
+const MAX_JSON_DEPTH = 512;
+
+/**
+ * Refuses deeply nested JSON before JSON.parse, whose memory grows with depth (a 2 MB file
+ * nested a million deep made it peak at over 200 MiB).
+ */
+function checkJsonDepth(text: string, where: string): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > MAX_JSON_DEPTH) {
+        throw new PrunepackError('CORRUPT', 'model.json is nested too deeply', {
+          format: 'tfjs', location: `${where}, character ${i}`, expected: `at most ${MAX_JSON_DEPTH} levels of nesting`, found: 'more',
+        });
+      }
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
   }
 }
