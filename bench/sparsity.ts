@@ -7,20 +7,12 @@
  */
 import { analyzeZeros } from '../src/sparsity/analysis.js';
 import { decodeSparse, encodeSparse } from '../src/sparsity/codecs.js';
+import { mulberry32 } from '../src/random.js';
 
 const ZERO_SHARE = 0.8;
 const COLS = 4096;
 
 /** Seeded generator (mulberry32): the same data on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function plainRead(values: Float32Array): number {
   let sum = 0;

@@ -21,18 +21,10 @@ import { FullyConnectedOptionsT } from '../schemas/generated/tflite/tflite/fully
 import { SoftmaxOptionsT } from '../schemas/generated/tflite/tflite/softmax-options.js';
 import { TfliteGraphBuilder } from '../converters/tflite/graph-builder.js';
 import { writeTflite } from '../converters/tflite/write.js';
+import { mulberry32 } from '../src/random.js';
 
-/** mulberry32: small, seedable, good enough for synthetic weights. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0, 1) generator for synthetic weights (mulberry32). */
+export const seededRandom = mulberry32;
 
 /** Normal(0, std) values, then the smallest `sparsity` share (by magnitude) set to zero. */
 export function prunedNormal(count: number, std: number, sparsity: number, random: () => number): Float32Array {

@@ -8,16 +8,8 @@ import assert from 'node:assert/strict';
 import { analyzeZeros, matrixViewOf, type DenseWeight, type ZeroAnalysis } from '../src/sparsity/analysis.js';
 import { PrunepackError } from '../src/errors.js';
 import { float16ToFloat32, bfloat16ToFloat32, type DType } from '../src/model/dtype.js';
+import { mulberry32 } from '../src/random.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function block(a: ZeroAnalysis, rows: number, cols: number) {
   const b = a.blocks.find((x) => x.rows === rows && x.cols === cols);

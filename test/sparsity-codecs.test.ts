@@ -15,16 +15,8 @@ import {
 import { gzipSize, informationBound, parseEncoding, planWeightEncoding } from '../src/sparsity/cost.js';
 import { PrunepackError } from '../src/errors.js';
 import { float32ToFloat16, float32ToBfloat16, type DType } from '../src/model/dtype.js';
+import { mulberry32 } from '../src/random.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function bytesOf(v: ArrayBufferView): Uint8Array {
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);

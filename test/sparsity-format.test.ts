@@ -14,6 +14,7 @@ import {
 } from '../src/sparsity/format-converter.js';
 import { verifySparsity } from '../src/sparsity/verify-sparsity.js';
 import type { DimensionMetadata, IndexVector, SparsityParams } from '../src/sparsity/types.js';
+import { mulberry32 } from '../src/random.js';
 
 const D = 'DENSE' as const;
 const S = 'SPARSE_CSR' as const;
@@ -236,16 +237,6 @@ test('encodes block-sparse weights the way TFLite FULLY_CONNECTED reads them (1x
 // ---------------------------------------------------------------------------------------------
 // Property tests
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Kind = 'float32' | 'float16' | 'int8' | 'uint8' | 'int32' | 'float64';
 const KINDS: Kind[] = ['float32', 'float16', 'int8', 'uint8', 'int32', 'float64'];

@@ -45,6 +45,7 @@ import type { TfliteDocument } from './document.js';
 import { TfliteGraphBuilder } from './graph-builder.js';
 import { operatorName } from './model-view.js';
 import { writeTflite } from './write.js';
+import { mulberry32 as seededUniform } from '../../src/random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Goals
@@ -809,16 +810,6 @@ function spacerModel(padding: number): Uint8Array {
   return writeTflite(g.finish([x], [y], 'spacer'));
 }
 
-function seededUniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function median(values: readonly number[]): number {
   return quantile([...values].sort((a, b) => a - b), 0.5);

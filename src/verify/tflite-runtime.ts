@@ -48,6 +48,8 @@ import path from 'node:path';
 import vm from 'node:vm';
 import { PrunepackError } from '../errors.js';
 import { type DType, type NumericArray, float16ToFloat32, float32ToFloat16, bfloat16ToFloat32, float32ToBfloat16 } from '../model/dtype.js';
+import { mulberry32 } from '../random.js';
+export { mulberry32 };
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -132,16 +134,6 @@ export function loadTfliteRuntime(engine: EngineName = DEFAULT_ENGINE): Promise<
 }
 
 /** The 32-bit PRNG used for inputs: mulberry32, returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Reproducible inputs, one per spec: floats uniform in [-1, 1]; integers uniform over the
