@@ -114,6 +114,7 @@ export async function runConvert(args: string[]): Promise<number> {
   }
   protectInputFile(input);
   const { model, source } = openModel(input);
+  for (const file of model.companionFiles ?? []) protectInputFile(file);
   const inputBytes = source.fileSize ?? source.bytes.length;
 
   let bytes: Uint8Array;
@@ -410,6 +411,7 @@ async function runConvertTfjs(input: string, target: 'tfjs' | 'tfjs-sparse', val
     : path.join(inputDir, `${stem}.${target}`));
   protectInputFile(input);
   const { model, source } = openModel(input);
+  for (const file of model.companionFiles ?? []) protectInputFile(file);
   if (model.format !== 'tfjs') {
     throw new PrunepackError('UNSUPPORTED', `--to ${target} needs a TensorFlow.js model.json as input`, { found: `a ${model.format} model`, hint: 'prunepack converts within a format family' });
   }

@@ -51,6 +51,7 @@ export async function runPrune(args: string[]): Promise<number> {
 
   protectInputFile(input);
   const { model } = openModel(input);
+  for (const file of model.companionFiles ?? []) protectInputFile(file);
   const pruned = pruneModel(model, { sparsity, block });
   if (model.format === 'tfjs') {
     // model.json + weight shards: written as a set, checked, then moved into place.

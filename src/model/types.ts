@@ -53,4 +53,10 @@ export interface Model {
   weights: WeightTensor[];
   /** The parsed document, owned by the plugin (used by its writers). */
   document: unknown;
+  /**
+   * Files other than the model file that the plugin read to build this model (ONNX external
+   * data, TF.js weight shards), as resolved paths. Commands protect them from being replaced by
+   * an output (protectInputFile).
+   */
+  companionFiles?: string[];
 }
