@@ -4,7 +4,7 @@
 import { plugins } from '../converters/index.js';
 import { detectPlugin } from './detect.js';
 import { PrunepackError } from './errors.js';
-import { readModelSource } from './io/files.js';
+import { openPagedSource, readModelSource } from './io/files.js';
 import type { Model } from './model/types.js';
 import type { FormatPlugin, ModelSource } from './plugin.js';
 
@@ -24,8 +24,27 @@ export function readModel(source: ModelSource): { model: Model; plugin: FormatPl
   return { model: plugin.read(source), plugin };
 }
 
+export interface OpenOptions {
+  /**
+   * Read the file in pages instead of whole (plugins that support it: TFLite): the model's
+   * structure is read, weights stay on disk until used and `WeightTensor.release()` drops them
+   * again, so a caller walking the weights one at a time holds about one weight. Other formats
+   * are read whole. Default false.
+   */
+  paged?: boolean;
+}
+
+/** Formats whose plugin reads a paged source (ModelSource.paged). */
+const PAGED_FORMATS = new Set(['tflite']);
+
 /** Reads a model file from disk. */
-export function openModel(file: string): { model: Model; plugin: FormatPlugin; source: ModelSource } {
+export function openModel(file: string, options: OpenOptions = {}): { model: Model; plugin: FormatPlugin; source: ModelSource } {
+  if (options.paged) {
+    const paged = openPagedSource(file);
+    const plugin = detectPlugin(plugins, paged.bytes, file);
+    if (PAGED_FORMATS.has(plugin.id)) return { model: plugin.read(paged), plugin, source: paged };
+    paged.paged?.close();
+  }
   const source = readModelSource(file);
   return { ...readModel(source), source };
 }

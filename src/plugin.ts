@@ -15,6 +15,18 @@ export interface ModelSource {
   path?: string;
   fileSize?: number;
   readRange?: (offset: number, length: number) => Uint8Array;
+  /**
+   * Set when the file was opened in pages (`openModel(file, { paged: true })`, src/io/paged.ts):
+   * `bytes` is then only the file's first page; a plugin that can read in pages uses `image`
+   * (filled on demand by `ensure`) and reads weights with `readRange`. Others read whole files.
+   */
+  paged?: {
+    image: Uint8Array;
+    ensure(offset: number, length: number): void;
+    readRange(offset: number, length: number): Uint8Array;
+    /** Closes the file (when no plugin will read it). */
+    close(): void;
+  };
 }
 
 export interface FormatPlugin extends FormatDescriptor {

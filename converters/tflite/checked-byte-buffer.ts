@@ -24,7 +24,12 @@ export class CheckedByteBuffer extends flatbuffers.ByteBuffer {
   private reads = 0;
   private readonly readBudget: number;
 
-  constructor(bytes: Uint8Array, readBudgetPerByte = READ_BUDGET_PER_BYTE) {
+  /**
+   * @param bytes the file (or, with `ensure`, an image of it whose pages are filled on demand)
+   * @param ensure makes bytes [offset, offset + length) of `bytes` valid before they are read
+   *   (a paged image: src/io/paged.ts); called after the bounds check
+   */
+  constructor(bytes: Uint8Array, readBudgetPerByte = READ_BUDGET_PER_BYTE, private readonly ensure?: (offset: number, length: number) => void) {
     super(bytes);
     this.size = bytes.length;
     this.readBudget = Math.max(MIN_READ_BUDGET, bytes.length * readBudgetPerByte);
@@ -39,6 +44,7 @@ export class CheckedByteBuffer extends flatbuffers.ByteBuffer {
       throw corrupt('the flatbuffer references far more data than the file holds (shared or cyclic tables)', offset,
         `at most ${this.readBudget} budget units (field reads) for a ${this.size}-byte file`, 'more');
     }
+    this.ensure?.(offset, width);
   }
 
   override readUint8(offset: number): number {
@@ -119,6 +125,7 @@ export class CheckedByteBuffer extends flatbuffers.ByteBuffer {
     }
     // Decoding allocates the whole string: charge it, or one string shared by every table would not count.
     this.check(start, 4, Math.ceil(length / 4));
+    this.ensure?.(start + 4, length);
     return super.__string(offset, encoding);
   }
 
@@ -141,6 +148,7 @@ export class CheckedByteBuffer extends flatbuffers.ByteBuffer {
     if (vectorStart < 0 || vectorStart + length > this.size) {
       throw corrupt('a byte vector runs past the end of the file', vectorStart, `end <= ${this.size}`, String(vectorStart + length));
     }
+    this.ensure?.(vectorStart, length);
     return this.bytes().subarray(vectorStart, vectorStart + length);
   }
 }

@@ -21,37 +21,51 @@ export class TfliteBuffer {
    * @param inline bytes of the `data` vector (a view into the input), or null
    * @param offset Buffer.offset as stored (> 1 means data lives at that file offset)
    * @param size Buffer.size as stored
-   * @param load reads `size` bytes at `offset` when they are not in memory (files over 2 GB)
+   * @param load reads the bytes when they are not in memory: `size` bytes at `offset` (files
+   *   over 2 GB), or the `data` vector of a file read in pages (`lazyLength` bytes)
+   * @param lazyLength length of a `data` vector left on disk (paged reading), with `load`
    */
   constructor(
     private inline: Uint8Array | null,
     readonly offset: bigint = 0n,
     readonly size: bigint = 0n,
-    private load?: () => Uint8Array,
+    private readonly load?: () => Uint8Array,
+    private readonly lazyLength?: number,
   ) {}
 
   /** True when the buffer holds bytes (inline or at an offset). */
   get hasData(): boolean {
-    return (this.inline !== null && this.inline.length > 0) || (this.offset > 1n && this.size > 0n);
+    return this.byteLength > 0;
   }
 
   get byteLength(): number {
-    return this.inline ? this.inline.length : this.offset > 1n ? Number(this.size) : 0;
+    if (this.inline) return this.inline.length;
+    if (this.lazyLength !== undefined) return this.lazyLength;
+    return this.offset > 1n ? Number(this.size) : 0;
   }
 
-  /** The buffer's bytes; loaded on first use when they live past the flatbuffer. */
+  /** The buffer's bytes; loaded on first use (and kept until `release`) when they are on disk. */
   get bytes(): Uint8Array {
     if (this.inline) return this.inline;
-    if (this.offset > 1n && this.load) {
+    if (this.load && (this.offset > 1n || this.lazyLength !== undefined)) {
       this.inline = this.load();
-      this.load = undefined;
       return this.inline;
     }
     return new Uint8Array(0);
   }
 
+  /** Drops bytes loaded from disk (they are read again on the next use); no effect on others. */
+  release(): void {
+    if (this.load) this.inline = null;
+  }
+
   static of(bytes: Uint8Array): TfliteBuffer {
     return new TfliteBuffer(bytes);
+  }
+
+  /** A `data` vector of `length` bytes left on disk, read by `load` when used. */
+  static lazy(length: number, load: () => Uint8Array): TfliteBuffer {
+    return new TfliteBuffer(null, 0n, 0n, load, length);
   }
 }
 

@@ -28,7 +28,9 @@ export function tfliteDocumentOf(model: Model): TfliteDocument {
 
 export const tflitePlugin: FormatPlugin = {
   ...tfliteFormat,
-  read: (source) => readTflite(source.bytes, { fileSize: source.fileSize, readRange: source.readRange }),
+  read: (source) => source.paged
+    ? readTflite(source.paged.image, { fileSize: source.fileSize, paged: source.paged })
+    : readTflite(source.bytes, { fileSize: source.fileSize, readRange: source.readRange }),
   withWeights: tfliteWithWeights,
   targets: {
     // Plain dense TFLite: sparse tensors expanded, DENSIFY removed, FULLY_CONNECTED versions restored.

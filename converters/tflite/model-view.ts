@@ -120,6 +120,7 @@ function makeWeight(
     name, dtype, shape, consumers, quantization, sparsity,
     tflite: { subgraph, tensor: tensorIndex, buffer: bufferIndex },
     get bytes() { return buffer.bytes; },
+    get storedByteLength() { return buffer.byteLength; },
     denseBytes(): Uint8Array {
       if (!sparsity) {
         if (dtype !== 'string' && dtype !== 'resource' && dtype !== 'variant') {
@@ -134,6 +135,10 @@ function makeWeight(
       }
       dense ??= densifyTfliteValues(buffer.bytes, dtype, shape, sparsity, where);
       return dense;
+    },
+    release(): void {
+      dense = undefined;
+      buffer.release();
     },
   };
 }

@@ -30,6 +30,12 @@ export interface TfliteReadOptions {
   readRange?: (offset: number, length: number) => Uint8Array;
   /** Size of the whole file when `bytes` is only its beginning. */
   fileSize?: number;
+  /**
+   * Paged reading (files read without loading their weights: `audit` of big models): `bytes` is
+   * an image of the whole file whose pages `ensure` fills on demand; buffer `data` vectors are
+   * not paged in but read by `readRange` when a weight is used (and dropped by `release`).
+   */
+  paged?: { ensure(offset: number, length: number): void; readRange(offset: number, length: number): Uint8Array };
 }
 
 const MIN_TFLITE = 16;
@@ -40,7 +46,8 @@ export function readTfliteDocument(bytes: Uint8Array, options: TfliteReadOptions
       format: 'tflite', location: 'byte 0', expected: `at least ${MIN_TFLITE} bytes`, found: `${bytes.length} bytes`,
     });
   }
-  const bb = new CheckedByteBuffer(bytes);
+  const paged = options.paged;
+  const bb = new CheckedByteBuffer(bytes, undefined, paged ? (o, n) => paged.ensure(o, n) : undefined);
   const root = bb.readUint32(0);
   if (root < 8 || root >= bytes.length) {
     throw new PrunepackError('CORRUPT', 'root table offset points outside the file', {
@@ -70,9 +77,12 @@ export function readTfliteDocument(bytes: Uint8Array, options: TfliteReadOptions
       const b = fb.buffers(i)!;
       const field = bb.__offset(b.bb_pos, 4);
       let inline: Uint8Array | null = null;
+      let lazy: TfliteBuffer | null = null;
       if (field) {
         const start = bb.__vector(b.bb_pos + field);
-        inline = bb.byteVector(start, bb.__vector_len(b.bb_pos + field));
+        const length = bb.__vector_len(b.bb_pos + field);
+        if (paged && length > 0) lazy = TfliteBuffer.lazy(length, () => paged.readRange(start, length));
+        else inline = bb.byteVector(start, length);
       }
       const offset = b.offset();
       const size = b.size();
@@ -87,7 +97,8 @@ export function readTfliteDocument(bytes: Uint8Array, options: TfliteReadOptions
         }
         const start = Number(offset);
         const length = Number(size);
-        if (start + length <= bytes.length) inline = bytes.subarray(start, start + length);
+        if (paged) load = () => paged.readRange(start, length);
+        else if (start + length <= bytes.length) inline = bytes.subarray(start, start + length);
         else if (options.readRange) { const read = options.readRange; load = () => read(start, length); }
         else {
           throw new PrunepackError('TRUNCATED', `buffer ${i} lies past the bytes given to the reader`, {
@@ -95,7 +106,7 @@ export function readTfliteDocument(bytes: Uint8Array, options: TfliteReadOptions
           });
         }
       }
-      buffers.push(new TfliteBuffer(inline, offset, size, load));
+      buffers.push(lazy && !(offset > 1n) ? lazy : new TfliteBuffer(inline, offset, size, load));
     }
     checkReferences(model, buffers.length);
     checkSparseExpansion(model, buffers, fileSize);

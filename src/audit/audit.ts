@@ -15,7 +15,7 @@ import {
   AUDIT_SCHEMA, type AuditCandidate, type AuditFullyConnected, type AuditReport, type AuditStructure,
   type AuditTargetTotal, type AuditWeight,
 } from './report.js';
-import { auditTargets, targetsOf, type TargetOutput } from './targets.js';
+import { auditTargets, targetsOf, type FormatTargets, type TargetOutput } from './targets.js';
 import { zeroPatternOf } from './zero-pattern.js';
 
 export const TOOL_VERSION = '0.1.0';
@@ -49,6 +49,14 @@ export interface AuditOptions {
   /** Zero-pattern pictures for this many of the largest listed weights (default 0; the HTML report uses 6). */
   zeroPatterns?: number;
   onProgress?: (event: AuditProgressEvent) => void;
+  /**
+   * One pass over the weights, each loaded, analysed and released before the next (models read
+   * with `openModel(file, { paged: true })` then hold about one weight): per-weight analysis,
+   * codec candidates, FULLY_CONNECTED blocks, zero patterns and (for the first `gzipWeights`
+   * weights in model order, default 0) gzip. The writer targets are not built: their totals are
+   * absent (`convert` gives them). Default false.
+   */
+  streaming?: boolean;
 }
 
 interface WorkItem {
@@ -59,6 +67,8 @@ interface WorkItem {
   rowAxis: number;
   /** Smallest size among candidates without an entropy stage (the sort key's base). */
   rawBest: number;
+  /** Computed during a streaming pass (the weight's bytes are gone afterwards). */
+  fullyConnected?: AuditFullyConnected;
 }
 
 /** Row axis of the matrix view: output channels. ONNX MatMul weights are [in, out]. */
@@ -112,7 +122,9 @@ function codecCandidates(a: ZeroAnalysis): AuditCandidate[] {
 export function auditModel(model: Model, options: AuditOptions = {}): AuditReport {
   const gzipLevel: GzipLevel = options.gzipLevel ?? 6;
   const top = options.top ?? null;
-  const gzipWeights = options.gzipWeights === undefined ? 20 : options.gzipWeights;
+  const streaming = options.streaming ?? false;
+  const gzipWeights = options.gzipWeights === undefined ? (streaming ? 0 : 20) : options.gzipWeights;
+  const level = gzipLevel as DeflateLevel;
   const inputGzipLimit = options.inputGzipLimit ?? 64 * 1024 * 1024;
   const progress = options.onProgress;
   const timings: Record<string, number> = {};
@@ -123,19 +135,33 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
 
   // 1. Per weight: zero structure, bound, exact codec sizes.
   const items: WorkItem[] = timed('analyze', () => {
-    const totalBytes = model.weights.reduce((n, w) => n + w.bytes.length, 0);
+    const totalBytes = model.weights.reduce((n, w) => n + storedLength(w), 0);
     let doneBytes = 0;
+    let deepLeft = gzipWeights === null ? Infinity : gzipWeights;
     return model.weights.map((weight, index): WorkItem => {
+      const stored = storedLength(weight);
       progress?.({ phase: 'analyzing weights', done: doneBytes, total: totalBytes, item: weight.name });
-      doneBytes += weight.bytes.length;
-      return analyzeWeight(model, weight, index);
+      doneBytes += stored;
+      const item = analyzeWeight(model, weight, index);
+      if (streaming) {
+        // Everything that needs the weight's bytes, now: they are released below.
+        if (isFullyConnectedItem(model, item)) item.fullyConnected = fullyConnectedReport(item);
+        if (deepLeft > 0) { deepLeft--; deepGzip(item, gzipLevel, level); }
+        if ((options.zeroPatterns ?? 0) > 0 && zeroPatternInterest(item) > 0) {
+          item.row.zeroPattern = zeroPatternOf(denseWeightOf(weight, weight.denseBytes()), item.rowAxis);
+        }
+        weight.release?.();
+      }
+      return item;
     });
   });
 
-  // 2. Writer targets: exact outputs, per-weight choices.
-  const targets = timed('targets', () => auditTargets(model, (target, done, total) => {
-    progress?.({ phase: 'planning targets', done, total, item: target });
-  }));
+  // 2. Writer targets: exact outputs, per-weight choices (not built when streaming).
+  const targets: FormatTargets = streaming
+    ? { outputs: [], candidates: new Map(), xnnpack: null, notes: ['streaming audit: writer targets not built (their sizes need the whole model in memory); run convert, or audit with --no-stream'] }
+    : timed('targets', () => auditTargets(model, (target, done, total) => {
+      progress?.({ phase: 'planning targets', done, total, item: target });
+    }));
   items.forEach((item) => {
     for (const out of targets.outputs) {
       const choice = 'choices' in out ? out.choices?.get(item.index) : undefined;
@@ -152,13 +178,12 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
   const listed = top === null ? items : items.slice(0, Math.max(0, top));
 
   // 4. gzip: the target outputs, the input, and (only where asked) each weight.
-  const level = gzipLevel as DeflateLevel;
   const targetGzip = new Map<string, number>();
   let inputGzip: number | null = null;
   let gzipped = 0;
   timed('gzip', () => {
     const okOutputs = targets.outputs.filter((o): o is TargetOutput => 'size' in o);
-    const deep = gzipWeights === null ? listed : listed.slice(0, Math.max(0, gzipWeights));
+    const deep = streaming ? [] : gzipWeights === null ? listed : listed.slice(0, Math.max(0, gzipWeights));
     const input = options.input && (options.inputBytes === undefined || options.inputBytes === options.input.length) ? options.input : undefined;
     // Outputs of equal size are checksummed first and identical bytes gzipped once (the input is
     // often byte-identical to the dense target; onnx-sparse to onnx when nothing is sparse).
@@ -188,25 +213,10 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
     }
     for (const item of deep) {
       report(item.row.name)(0);
-      const dense = item.weight.denseBytes();
-      item.row.gzipBytes = gzipSizeOf([dense], gzipLevel);
-      item.row.candidates.push({ encoding: 'dense+gzip', family: 'dense', bytes: item.row.gzipBytes, exact: true });
-      if (item.analysis) {
-        const shapes: Array<[number, number]> = [[1, 1]];
-        const bb = item.analysis.bestBlock;
-        if (bb && !(bb.rows === 1 && bb.cols === 1)) shapes.push([bb.rows, bb.cols]);
-        for (const shape of shapes) {
-          try {
-            const bytes = encodeSparse(denseWeightOf(item.weight, dense), {
-              codec: 'bitmap', blockShape: shape, rowAxis: item.rowAxis, level, deflateIndex: true, deflateValues: true, shuffleValues: true,
-            }).byteLength;
-            item.row.candidates.push({ encoding: `bitmap:${shape[0]}x${shape[1]}+deflate`, family: 'codec', bytes, exact: true });
-          } catch { /* dtype without a PPSP code: no entropy candidate */ }
-        }
-      }
+      deepGzip(item, gzipLevel, level);
       base += 2 * item.row.denseBytes;
     }
-    gzipped = deep.length;
+    gzipped = streaming ? items.filter((i) => i.row.gzipBytes !== null).length : deep.length;
   });
   for (const item of items) {
     item.row.candidates.sort((a, b) => a.bytes - b.bytes || a.encoding.localeCompare(b.encoding));
@@ -216,8 +226,8 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
 
   // 5. FULLY_CONNECTED block structure (issue 11) and zero-pattern pictures.
   const fullyConnected = timed('fullyConnected', () => {
-    const fc = items.filter((i) => i.analysis && model.format === 'tflite' && i.weight.shape.length === 2
-      && i.weight.consumers.some((c) => c.op === 'FULLY_CONNECTED' && c.operand === 1));
+    const fc = items.filter((i) => isFullyConnectedItem(model, i));
+    if (streaming) return fc.map((item) => item.fullyConnected!);
     return fc.map((item, k) => {
       progress?.({ phase: 'fully connected blocks', done: k, total: fc.length, item: item.row.name });
       return fullyConnectedReport(item);
@@ -227,9 +237,14 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
     const count = options.zeroPatterns ?? 0;
     if (count <= 0) return;
     // The largest weights with zeros, matrices first (a bias with no zeros is one dark bar).
-    const interest = (i: WorkItem) => ((i.row.zeros ?? 0) > 0 ? 2 : 0) + (i.weight.shape.length >= 2 ? 1 : 0);
-    const candidates = listed.filter((i) => i.analysis && i.row.elements >= 16 && interest(i) > 0)
-      .sort((x, y) => interest(y) - interest(x) || y.row.denseBytes - x.row.denseBytes).slice(0, count);
+    const candidates = listed.filter((i) => zeroPatternInterest(i) > 0)
+      .sort((x, y) => zeroPatternInterest(y) - zeroPatternInterest(x) || y.row.denseBytes - x.row.denseBytes).slice(0, count);
+    if (streaming) {
+      // Pictures were drawn during the pass; keep those of the chosen weights only.
+      const keep = new Set(candidates);
+      for (const item of items) if (!keep.has(item)) delete item.row.zeroPattern;
+      return;
+    }
     for (const item of candidates) item.row.zeroPattern = zeroPatternOf(denseWeightOf(item.weight, item.weight.denseBytes()), item.rowAxis);
   });
 
@@ -261,7 +276,7 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
   });
 
   const notes = [...targets.notes];
-  if (gzipped < items.length) notes.push(`per-weight gzip and +deflate candidates computed for the first ${gzipped} of ${items.length} weights (--gzip-weights)`);
+  if (gzipped < items.length) notes.push(`per-weight gzip and +deflate candidates computed for the first ${gzipped} of ${items.length} weights${streaming ? ' in model order' : ''} (--gzip-weights)`);
   if (targets.weightsInOtherFiles) notes.push(`the input is ${options.file ?? 'the model file'} plus ${storedWeightBytes} bytes of weight files; its gzip is not computed`);
   else if (options.input && inputGzip === null) notes.push(`input gzip not computed: the input (${options.input.length} bytes) differs from every target output and is larger than ${inputGzipLimit} bytes`);
 
@@ -301,6 +316,42 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
   };
 }
 
+/** Per-weight gzip of the dense bytes and the entropy-coded (+deflate) PPSP candidates. */
+function deepGzip(item: WorkItem, gzipLevel: GzipLevel, level: DeflateLevel): void {
+  const dense = item.weight.denseBytes();
+  item.row.gzipBytes = gzipSizeOf([dense], gzipLevel);
+  item.row.candidates.push({ encoding: 'dense+gzip', family: 'dense', bytes: item.row.gzipBytes, exact: true });
+  if (!item.analysis) return;
+  const shapes: Array<[number, number]> = [[1, 1]];
+  const bb = item.analysis.bestBlock;
+  if (bb && !(bb.rows === 1 && bb.cols === 1)) shapes.push([bb.rows, bb.cols]);
+  for (const shape of shapes) {
+    try {
+      const bytes = encodeSparse(denseWeightOf(item.weight, dense), {
+        codec: 'bitmap', blockShape: shape, rowAxis: item.rowAxis, level, deflateIndex: true, deflateValues: true, shuffleValues: true,
+      }).byteLength;
+      item.row.candidates.push({ encoding: `bitmap:${shape[0]}x${shape[1]}+deflate`, family: 'codec', bytes, exact: true });
+    } catch { /* dtype without a PPSP code: no entropy candidate */ }
+  }
+}
+
+function isFullyConnectedItem(model: Model, i: WorkItem): boolean {
+  return i.analysis !== null && model.format === 'tflite' && i.weight.shape.length === 2
+    && i.weight.consumers.some((c) => c.op === 'FULLY_CONNECTED' && c.operand === 1);
+}
+
+/** Which weights deserve a zero-pattern picture: those with zeros, matrices first (0: none). */
+function zeroPatternInterest(i: WorkItem): number {
+  if (!i.analysis || i.row.elements < 16) return 0;
+  const zeros = (i.row.zeros ?? 0) > 0 ? 2 : 0;
+  return zeros === 0 && i.weight.shape.length < 2 ? 0 : zeros + (i.weight.shape.length >= 2 ? 1 : 0);
+}
+
+/** Stored bytes of a weight without loading them (paged models), when the plugin knows them. */
+function storedLength(weight: WeightTensor): number {
+  return weight.storedByteLength ?? weight.bytes.length;
+}
+
 function crc32Chunks(chunks: Iterable<Uint8Array>): number {
   let crc = 0;
   for (const c of chunks) crc = crc32(c, crc);
@@ -319,7 +370,7 @@ function analyzeWeight(model: Model, weight: WeightTensor, index: number): WorkI
     shape: [...weight.shape],
     dtype: weight.dtype,
     elements,
-    storedBytes: weight.bytes.length,
+    storedBytes: storedLength(weight),
     denseBytes: dense.length,
     storedSparse: weight.sparsity !== undefined,
     zeros: null,
@@ -352,16 +403,35 @@ function analyzeWeight(model: Model, weight: WeightTensor, index: number): WorkI
 }
 
 /**
- * |value| per element as `prune` measures it (src/prune.ts): floats decoded, int8/uint8
- * dequantized, per channel when there is one zero point per channel.
+ * |value| per element as `prune` measures it (src/prune.ts), one matrix row at a time: floats
+ * decoded, int8/uint8 dequantized (per channel when there is one zero point per channel). Fills
+ * `out` with the magnitudes of elements [start, start + out.length). Null for other dtypes.
  */
-function magnitudeReader(weight: WeightTensor, bytes: Uint8Array): ((i: number) => number) | null {
+type RowMagnitudes = (start: number, out: Float64Array) => void;
+
+let halfTable: Float64Array | null = null;
+let bhalfTable: Float64Array | null = null;
+
+/** |value| of every 16-bit pattern, built once per process. */
+function magnitudeTable16(decode: (h: number) => number): Float64Array {
+  const t = new Float64Array(65536);
+  for (let h = 0; h < 65536; h++) t[h] = Math.abs(decode(h));
+  return t;
+}
+
+function rowMagnitudes(weight: WeightTensor, bytes: Uint8Array): RowMagnitudes | null {
   const v = typedView(weight.dtype, bytes);
   if (!v) return null;
   switch (weight.dtype) {
-    case 'float32': return (i) => Math.abs((v as Float32Array)[i]!);
-    case 'float16': return (i) => Math.abs(float16ToFloat32((v as Uint16Array)[i]!));
-    case 'bfloat16': return (i) => Math.abs(bfloat16ToFloat32((v as Uint16Array)[i]!));
+    case 'float32': {
+      const a = v as Float32Array;
+      return (start, out) => { for (let k = 0; k < out.length; k++) out[k] = Math.abs(a[start + k]!); };
+    }
+    case 'float16': case 'bfloat16': {
+      const table = weight.dtype === 'float16' ? (halfTable ??= magnitudeTable16(float16ToFloat32)) : (bhalfTable ??= magnitudeTable16(bfloat16ToFloat32));
+      const a = v as Uint16Array;
+      return (start, out) => { for (let k = 0; k < out.length; k++) out[k] = table[a[start + k]!]!; };
+    }
     case 'int8': case 'uint8': {
       const q = weight.quantization;
       const zp = q?.zeroPoint ? Array.from(q.zeroPoint as ArrayLike<number | bigint>, Number) : [0];
@@ -371,10 +441,23 @@ function magnitudeReader(weight: WeightTensor, bytes: Uint8Array): ((i: number) 
       if (axis !== undefined) for (let d = axis + 1; d < weight.shape.length; d++) inner *= weight.shape[d]!;
       const channels = axis !== undefined ? weight.shape[axis]! : 1;
       const perChannel = axis !== undefined && zp.length > 1;
-      const a = v as Int8Array | Uint8Array;
-      return (i) => {
-        const c = perChannel ? Math.floor(i / inner) % channels : 0;
-        return Math.abs(a[i]! - (zp[c] ?? zp[0]!)) * Math.abs(scale[c] ?? scale[0] ?? 1);
+      // One 256-entry table per channel: |stored - zero point| x |scale|.
+      const signed = weight.dtype === 'int8';
+      const tables = Array.from({ length: perChannel ? channels : 1 }, (_, c) => {
+        const t = new Float64Array(256);
+        const z = zp[c] ?? zp[0]!;
+        const sc = Math.abs(scale[c] ?? scale[0] ?? 1);
+        for (let b = 0; b < 256; b++) t[b] = Math.abs((signed ? (b << 24) >> 24 : b) - z) * sc;
+        return t;
+      });
+      const a = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return (start, out) => {
+        if (!perChannel) {
+          const t = tables[0]!;
+          for (let k = 0; k < out.length; k++) out[k] = t[a[start + k]!]!;
+          return;
+        }
+        for (let k = 0; k < out.length; k++) out[k] = tables[Math.floor((start + k) / inner) % channels]![a[start + k]!]!;
       };
     }
     default: return null;
@@ -388,8 +471,8 @@ function magnitudeReader(weight: WeightTensor, bytes: Uint8Array): ((i: number) 
  */
 export function blockPruneCost(weight: WeightTensor, dense: Uint8Array, block: readonly [number, number], sparsity: number):
   { extraZeros: number; zerosBefore: number; l1Removed: number; l1Total: number } | null {
-  const magnitude = magnitudeReader(weight, dense);
-  if (!magnitude || weight.shape.length === 0) return null;
+  const magnitudes = rowMagnitudes(weight, dense);
+  if (!magnitudes || weight.shape.length === 0) return null;
   const n = elementCount(weight.shape);
   const rows = weight.shape[0]!;
   const cols = rows ? n / rows : 0;
@@ -401,19 +484,69 @@ export function blockPruneCost(weight: WeightTensor, dense: Uint8Array, block: r
   const nonzeros = new Uint32Array(blocks);
   let zerosBefore = 0;
   let l1Total = 0;
-  for (let i = 0, row = 0, col = 0; i < n; i++) {
-    const m = magnitude(i);
-    const b = Math.floor(row / br) * blockCols + Math.floor(col / bc);
-    norms[b] += m;
-    l1Total += m;
-    if (m === 0) zerosBefore++; else nonzeros[b]++;
-    if (++col === cols) { col = 0; row++; }
+  if (weight.dtype === 'float32') {
+    // The common case without a row buffer; a value counts as non-zero unless its bits are +-0
+    // (branch-free: ((bits & 0x7fffffff) + 0x7fffffff) >>> 31 is 1 for any other pattern, NaN too).
+    const values = typedView('float32', dense) as Float32Array;
+    const sums = float32BlockSums(values, rows, cols, br, bc, norms, nonzeros);
+    zerosBefore = sums.zeros;
+    l1Total = sums.l1;
+    return choosePrunedBlocks(norms, nonzeros, sparsity, zerosBefore, l1Total);
   }
+  const row = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    magnitudes(r * cols, row);
+    const first = Math.floor(r / br) * blockCols;
+    for (let j = 0, c = 0; j < blockCols; j++) {
+      let norm = 0;
+      let nz = 0;
+      for (let k = 0; k < bc; k++, c++) {
+        const m = row[c]!;
+        norm += m;
+        if (m !== 0) nz++;
+      }
+      norms[first + j] += norm;
+      nonzeros[first + j] += nz;
+      l1Total += norm;
+      zerosBefore += bc - nz;
+    }
+  }
+  return choosePrunedBlocks(norms, nonzeros, sparsity, zerosBefore, l1Total);
+}
+
+/** Block L1 norms and non-zero counts of a float32 [rows, cols] matrix (a small function V8 optimizes whole). */
+function float32BlockSums(values: Float32Array, rows: number, cols: number, br: number, bc: number, norms: Float64Array, nonzeros: Uint32Array): { zeros: number; l1: number } {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const blockCols = cols / bc;
+  let zeros = 0;
+  let l1 = 0;
+  for (let r = 0; r < rows; r++) {
+    const first = ((r / br) | 0) * blockCols;
+    for (let j = 0, c = r * cols; j < blockCols; j++) {
+      let norm = 0;
+      let nz = 0;
+      for (let k = 0; k < bc; k++, c++) {
+        norm += Math.abs(values[c]!);
+        nz += ((bits[c]! & 0x7fffffff) + 0x7fffffff) >>> 31;
+      }
+      norms[first + j] += norm;
+      nonzeros[first + j] += nz;
+      l1 += norm;
+      zeros += bc - nz;
+    }
+  }
+  return { zeros, l1 };
+}
+
+/** The round(blocks * s) smallest norms (ties by position), counted as `prune` would zero them. */
+function choosePrunedBlocks(norms: Float64Array, nonzeros: Uint32Array, sparsity: number, zerosBefore: number, l1Total: number):
+  { extraZeros: number; zerosBefore: number; l1Removed: number; l1Total: number } {
+  const blocks = norms.length;
   const k = Math.round(blocks * sparsity);
   let extraZeros = 0;
   let l1Removed = 0;
   if (k > 0) {
-    const threshold = Float64Array.from(norms).sort()[k - 1]!;
+    const threshold = kthSmallest(Float64Array.from(norms), k - 1);
     let below = 0;
     for (let b = 0; b < blocks; b++) if (norms[b]! < threshold) below++;
     let ties = k - below;
@@ -426,6 +559,31 @@ export function blockPruneCost(weight: WeightTensor, dense: Uint8Array, block: r
     }
   }
   return { extraZeros, zerosBefore, l1Removed, l1Total };
+}
+
+/** The value that would sit at index `k` if `a` were sorted (reorders `a`; expected linear time). */
+export function kthSmallest(a: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    // Median of three as the pivot, then a three-way partition (many equal norms, e.g. zero blocks).
+    const mid = lo + ((hi - lo) >> 1);
+    const x = a[lo]!, y = a[mid]!, z = a[hi]!;
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
+    let lt = lo;
+    let gt = hi;
+    let i = lo;
+    while (i <= gt) {
+      const v = a[i]!;
+      if (v < pivot) { a[i] = a[lt]!; a[lt] = v; lt++; i++; }
+      else if (v > pivot) { a[i] = a[gt]!; a[gt] = v; gt--; }
+      else i++;
+    }
+    if (k < lt) hi = lt - 1;
+    else if (k > gt) lo = gt + 1;
+    else return pivot;
+  }
+  return a[k]!;
 }
 
 const OFFICIAL_MIN_SPARSITY = 0.3;

@@ -81,8 +81,9 @@ export function renderAuditText(report: AuditReport): string {
   out.push('');
 
   // Weights: encodings and target choices
-  const sparseTargets = report.targets.filter((target) => !t.targets.find((x) => x.target === target)?.dense);
-  out.push('encodings (bytes; the choice of each sparse target and why):');
+  // Targets that were built (a streaming audit builds none) and are not the dense one.
+  const sparseTargets = report.targets.filter((target) => t.targets.some((x) => x.target === target && !x.dense));
+  out.push(sparseTargets.length ? 'encodings (bytes; the choice of each sparse target and why):' : 'encodings (bytes):');
   out.push(table(
     ['#', 'weight', 'dense', 'best encoding', 'bytes', ...sparseTargets.flatMap((target) => [target, 'bytes']), 'why'],
     listed.map((w) => {

@@ -29,6 +29,10 @@ Options:
   --max-bytes N        budget: the target's output must be at most N bytes (exit code 4 otherwise)
   --min-ratio R        budget: dense bytes / target bytes must be at least R (exit code 4 otherwise)
   --target T           target of the budgets (default: tflite-sparse for TFLite, onnx-sparse for ONNX)
+  --stream             one pass, one weight in memory at a time (TFLite read in pages): per-weight
+                       analysis only, no writer targets (default for files of 512 MiB or more
+                       without budgets)
+  --no-stream          read the whole model and build every target, whatever its size
   --quiet              no progress bar on stderr
   --verbose            stack traces on errors
 
@@ -36,7 +40,11 @@ Examples:
   prunepack audit samples/cnn-synthetic-80.tflite
   prunepack audit model.tflite --html report.html --top 50
   prunepack audit model.onnx --json | jq '.totals.targets'
-  prunepack audit model.tflite --max-bytes 300000 --min-ratio 2 --target tflite-sparse`;
+  prunepack audit model.tflite --max-bytes 300000 --min-ratio 2 --target tflite-sparse
+  prunepack audit big-model.tflite --stream --json > audit.json`;
+
+/** Files at least this large are audited streaming unless --no-stream or a budget is given. */
+export const STREAM_THRESHOLD = 512 * 1024 * 1024;
 
 function parseNumber(name: string, text: string | undefined, check: (n: number) => boolean, expected: string): number | undefined {
   if (text === undefined) return undefined;
@@ -54,6 +62,7 @@ export async function runAudit(args: string[]): Promise<number> {
       json: { type: 'boolean' }, html: { type: 'string' }, top: { type: 'string' }, 'gzip-level': { type: 'string' },
       'gzip-weights': { type: 'string' }, 'max-bytes': { type: 'string' }, 'min-ratio': { type: 'string' },
       target: { type: 'string' }, quiet: { type: 'boolean' }, verbose: { type: 'boolean' },
+      stream: { type: 'boolean' }, 'no-stream': { type: 'boolean' },
     },
   });
   if (positionals.length !== 1) {
@@ -69,22 +78,32 @@ export async function runAudit(args: string[]): Promise<number> {
     throw new PrunepackError('INVALID_ARGUMENT', '--target names the target of a budget', { hint: 'Add --max-bytes N or --min-ratio R' });
   }
   const file = positionals[0]!;
+  if (values.stream && values['no-stream']) throw new PrunepackError('INVALID_ARGUMENT', '--stream and --no-stream contradict each other', { hint: 'Pass one of them' });
+  const budgeted = maxBytes !== undefined || minRatio !== undefined;
+  if (values.stream && budgeted) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'budgets need the target outputs, which a streaming audit does not build', { hint: 'Drop --stream (the model is then read whole), or drop the budget' });
+  }
+  let streaming = values.stream ?? false;
+  if (!values.stream && !values['no-stream'] && !budgeted) {
+    try { streaming = fs.statSync(file).size >= STREAM_THRESHOLD; } catch { /* openModel reports it */ }
+  }
 
   const progress = createProgress({ quiet: values.quiet });
   let report;
   let fileBytes: number;
   try {
     progress.phase(`reading ${file}`, 1);
-    const { model, source } = openModel(file);
+    const { model, source } = openModel(file, { paged: streaming });
     fileBytes = source.fileSize ?? source.bytes.length;
-    const wholeFile = source.bytes.length === fileBytes;
+    const wholeFile = !source.paged && source.bytes.length === fileBytes;
     report = auditModel(model, {
       file,
       ...(wholeFile ? { input: source.bytes } : {}),
       inputBytes: fileBytes,
       gzipLevel: gzipLevel ?? 6,
       top: top ?? (values.json || values.html !== undefined ? null : 20),
-      gzipWeights,
+      gzipWeights: values['gzip-weights'] === undefined && streaming ? 0 : gzipWeights,
+      streaming,
       zeroPatterns: values.html !== undefined ? 6 : 0,
       onProgress: progress.callback,
     });

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PrunepackError } from '../errors.js';
 import type { ModelSource } from '../plugin.js';
+import { PAGE_SIZE, PagedFile } from './paged.js';
 
 /** Largest single read Node allows into one buffer. */
 const MAX_SINGLE_READ = 2 ** 31 - 1;
@@ -195,4 +196,35 @@ function removeStaleTemps(dir: string, base: string): void {
 
 function isAlive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/**
+ * Opens `file` in pages (src/io/paged.ts): `bytes` is its first page (for format detection),
+ * `paged` the on-demand image and range reader. The file stays open for the life of the process.
+ */
+export function openPagedSource(file: string): ModelSource {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    throw ioError(`cannot open ${file}`, e);
+  }
+  let stat: fs.Stats;
+  try {
+    stat = fs.fstatSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw ioError(`cannot open ${file}`, e);
+  }
+  if (!stat.isFile()) {
+    fs.closeSync(fd);
+    throw new PrunepackError('INVALID_ARGUMENT', `${file} is not a regular file`, { hint: 'Pass the path of a model file' });
+  }
+  const paged = new PagedFile(fd, stat.size, file);
+  const head = Math.min(stat.size, PAGE_SIZE);
+  paged.ensure(0, head);
+  return {
+    bytes: paged.image.subarray(0, head), path: file, fileSize: stat.size, paged,
+    readRange: (offset, length) => paged.readRange(offset, length),
+  };
 }

@@ -35,12 +35,19 @@ export interface WeightTensor {
   shape: number[];
   /** Stored bytes exactly as in the file. */
   bytes: Uint8Array;
+  /** `bytes.length`, known without loading the bytes (paged models); absent: use bytes.length. */
+  readonly storedByteLength?: number;
   quantization?: Quantization;
   consumers: WeightConsumer[];
   /** Format-specific sparse layout when the weight is stored sparse in the input. */
   sparsity?: unknown;
   /** Dense bytes (decodes stored sparsity when present; otherwise `bytes`). */
   denseBytes(): Uint8Array;
+  /**
+   * Drops what `bytes` and `denseBytes()` loaded or decoded (they are rebuilt on the next use),
+   * so a caller walking a big model one weight at a time holds one weight at a time.
+   */
+  release?(): void;
 }
 
 /** What every plugin returns from `read`. */

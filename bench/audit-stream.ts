@@ -1,0 +1,83 @@
+/**
+ * Benchmark: a streaming `audit` of a generated float32 TFLite model (80% zeros), against reading
+ * the same file once in the same process (16 MiB reads into one reused buffer, the cheapest way
+ * to see every byte). Peak RSS of the audit runs in a fresh child process and is compared with
+ * the issue's bound: 1.5 x the largest weight + 200 MB.
+ */
+import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { openModel } from '../src/index.js';
+import { auditModel } from '../src/audit/audit.js';
+import { generateTfliteModel } from './tflite-io.js';
+
+const MB = 1024 * 1024;
+
+export interface BenchRow { benchmark: string; metric: string; value: number; target?: string }
+
+/** Reads `file` once, front to back, into one reused 16 MiB buffer; returns a checksum. */
+export function readOnce(file: string): number {
+  const fd = fs.openSync(file, 'r');
+  const buffer = new Uint8Array(16 * MB);
+  let sum = 0;
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      sum = (sum + buffer[n - 1]!) | 0;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return sum;
+}
+
+/** The library call behind `prunepack audit FILE --stream --json`. */
+export function streamingAudit(file: string): { zeros: number; largestWeight: number; weights: number } {
+  const { model } = openModel(file, { paged: true });
+  const report = auditModel(model, { file, streaming: true, top: null });
+  const largestWeight = Math.max(...report.weights.map((w) => w.storedBytes));
+  return { zeros: report.totals.zeros, largestWeight, weights: report.weights.length };
+}
+
+function best(repeats: number, fn: () => unknown): number {
+  let min = Infinity;
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    fn();
+    min = Math.min(min, performance.now() - t0);
+  }
+  return min;
+}
+
+/** Child entry: `node audit-stream.js --child FILE` prints the audit's peak RSS. */
+function child(file: string): void {
+  const r = streamingAudit(file);
+  console.log(JSON.stringify({ ...r, maxRss: process.resourceUsage().maxRSS * 1024 }));
+}
+
+export async function benchAuditStream(file: string, sizeBytes: number, repeats = 3): Promise<BenchRow[]> {
+  const size = fs.existsSync(file) ? fs.statSync(file).size : generateTfliteModel(file, sizeBytes);
+  const name = `audit --stream, ${Math.round(size / MB)} MB float32 TFLite, 80% zeros`;
+  const measured = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', file], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (measured.status !== 0) throw new Error(`audit child failed: ${measured.stderr}`);
+  const { maxRss, largestWeight, weights } = JSON.parse(measured.stdout.trim().split('\n').pop()!) as { maxRss: number; largestWeight: number; weights: number };
+  readOnce(file); // warm the page cache for both
+  // Interleaved: the baseline before and after the audit, the best of each.
+  let readMs = best(repeats, () => readOnce(file));
+  const auditMs = best(repeats, () => streamingAudit(file));
+  readMs = Math.min(readMs, best(repeats, () => readOnce(file)));
+  const bound = 1.5 * largestWeight + 200 * MB;
+  return [
+    { benchmark: name, metric: 'model bytes', value: size },
+    { benchmark: name, metric: 'weights', value: weights },
+    { benchmark: name, metric: 'time / reading the file once', value: auditMs / readMs, target: '<= 1.5 (issue 8), <= 2 (issue 7)' },
+    { benchmark: name, metric: 'audit ms', value: Math.round(auditMs) },
+    { benchmark: name, metric: 'read ms', value: Math.round(readMs) },
+    { benchmark: name, metric: 'peak RSS bytes', value: maxRss },
+    { benchmark: name, metric: 'peak RSS / (1.5 x largest weight + 200 MB)', value: maxRss / bound, target: '<= 1' },
+    { benchmark: name, metric: 'peak RSS / model size', value: maxRss / size },
+  ];
+}
+
+if (process.argv[2] === '--child') child(process.argv[3]!);

@@ -1,0 +1,81 @@
+/**
+ * Paged file reading: a model file opened without reading it whole. `image` is an array of the
+ * file's size that is filled one page at a time when a reader touches it; the operating system
+ * commits memory only for pages written, so the structure of a 1 GB TFLite file costs about its
+ * tables' size, not 1 GB. Weight bytes are not paged in: plugins read them with `readRange` into
+ * their own arrays, which the caller drops after use (`WeightTensor.release`). Node-only.
+ */
+import fs from 'node:fs';
+import { PrunepackError } from '../errors.js';
+
+/** Bytes read per page fault: the tables of a flatbuffer sit together, so larger pages read fewer times. */
+export const PAGE_SIZE = 1 << 16;
+
+/**
+ * Largest image (one typed array). Flatbuffer offsets are 32-bit, so the tables of a bigger file
+ * lie inside its first 2 GiB; its buffers beyond are read with `readRange`.
+ */
+export const MAX_IMAGE = 2 ** 31 - 1;
+
+export class PagedFile {
+  readonly image: Uint8Array;
+  private readonly loaded: Uint8Array;
+  /** Bytes read from the file so far (pages and ranges), for reports and tests. */
+  bytesRead = 0;
+
+  /** @param size the whole file's size; the image covers its first MAX_IMAGE bytes */
+  constructor(private readonly fd: number, readonly size: number, readonly file: string) {
+    this.image = new Uint8Array(Math.min(size, MAX_IMAGE));
+    this.loaded = new Uint8Array(Math.ceil(this.image.length / PAGE_SIZE));
+  }
+
+  /** Makes image bytes [offset, offset + length) hold the file's bytes (the caller checked the range). */
+  ensure(offset: number, length: number): void {
+    const first = Math.floor(offset / PAGE_SIZE);
+    const last = Math.floor((offset + Math.max(length, 1) - 1) / PAGE_SIZE);
+    for (let p = first; p <= last && p < this.loaded.length; p++) {
+      if (this.loaded[p]) continue;
+      const start = p * PAGE_SIZE;
+      this.readInto(this.image.subarray(start, Math.min(this.image.length, start + PAGE_SIZE)), start);
+      this.loaded[p] = 1;
+    }
+  }
+
+  /** A new array with the file's bytes [offset, offset + length). */
+  readRange(offset: number, length: number): Uint8Array {
+    if (!(offset >= 0 && length >= 0 && offset + length <= this.size)) {
+      throw new PrunepackError('TRUNCATED', 'read past the end of the file', {
+        location: `${this.file} byte ${offset}`, expected: `end <= ${this.size}`, found: String(offset + length),
+      });
+    }
+    const out = new Uint8Array(length);
+    this.readInto(out, offset);
+    return out;
+  }
+
+  /** Number of pages of the image filled so far. */
+  get pagesLoaded(): number {
+    let n = 0;
+    for (let p = 0; p < this.loaded.length; p++) n += this.loaded[p]!;
+    return n;
+  }
+
+  close(): void {
+    try { fs.closeSync(this.fd); } catch { /* already closed */ }
+  }
+
+  private readInto(into: Uint8Array, position: number): void {
+    let done = 0;
+    while (done < into.length) {
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, into, done, Math.min(into.length - done, 1 << 30), position + done);
+      } catch (e) {
+        throw new PrunepackError('IO', `cannot read ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+      }
+      if (n === 0) throw new PrunepackError('TRUNCATED', `${this.file} ended while reading (it shrank after it was opened)`, { location: `byte ${position + done}` });
+      done += n;
+    }
+    this.bytesRead += into.length;
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * Paged TFLite reading (src/io/paged.ts) and the streaming audit: the same model and the same
+ * per-weight findings as the whole-file path, weights loaded one at a time and dropped again.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { openModel } from '../src/index.js';
+import { auditModel } from '../src/audit/audit.js';
+import { layoutTflite } from '../converters/tflite/write.js';
+import { assembleLayout } from '../converters/tflite/write.js';
+import type { TfliteDocument } from '../converters/tflite/document.js';
+import { canonicalJson, mediapipeModels, repoPath, sampleModels, tempDir } from './helpers.js';
+import { mulberry32 } from '../src/random.js';
+
+const CLI = repoPath('dist', 'src', 'cli', 'bin.js');
+const models = [...mediapipeModels(), ...sampleModels()];
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+}
+
+test('paged reading gives the same weights and the same document as reading the whole file', () => {
+  for (const file of models) {
+    const whole = openModel(file).model;
+    const { model: paged, source } = openModel(file, { paged: true });
+    assert.ok(source.paged, `${file}: opened in pages`);
+    assert.equal(source.bytes.length, Math.min(65536, fs.statSync(file).size), 'bytes is the first page only');
+    assert.equal(paged.weights.length, whole.weights.length);
+    for (let i = 0; i < whole.weights.length; i++) {
+      const a = whole.weights[i]!;
+      const b = paged.weights[i]!;
+      assert.equal(b.name, a.name);
+      assert.equal(b.storedByteLength, a.bytes.length, `${a.name}: stored length known before loading`);
+      assert.ok(equalBytes(b.denseBytes(), a.denseBytes()), `${path.basename(file)} ${a.name}: dense bytes`);
+      b.release?.();
+      assert.ok(equalBytes(b.bytes, a.bytes), `${path.basename(file)} ${a.name}: stored bytes after release`);
+      b.release?.();
+    }
+    // The documents write the same file (tables and buffers).
+    const w = assembleLayout(layoutTflite(whole.document as TfliteDocument));
+    const p = assembleLayout(layoutTflite(paged.document as TfliteDocument));
+    assert.ok(equalBytes(p, w), `${path.basename(file)}: written the same`);
+  }
+});
+
+test('paged reading reads the tables, not the weights', () => {
+  const file = repoPath('samples', 'cnn-synthetic-80.tflite');
+  const { model, source } = openModel(file, { paged: true });
+  const size = fs.statSync(file).size;
+  const paged = source.paged as unknown as { bytesRead: number };
+  const afterOpen = paged.bytesRead;
+  // The sample's 512 KiB dense1/weights sit past its first pages: opening reads a fraction.
+  assert.ok(afterOpen < size / 2, `opening read ${afterOpen} of ${size} bytes`);
+  const largest = model.weights.reduce((m, w) => (w.storedByteLength! > m.storedByteLength! ? w : m));
+  largest.denseBytes();
+  assert.ok(paged.bytesRead >= afterOpen + largest.storedByteLength!, 'a used weight is read from the file');
+  largest.release?.();
+  const before = paged.bytesRead;
+  largest.denseBytes();
+  assert.equal(paged.bytesRead, before + largest.storedByteLength!, 'a released weight is read again on its next use');
+});
+
+test('paged reading refuses damaged files with the same error as reading them whole', () => {
+  const original = fs.readFileSync(repoPath('samples', 'cnn-synthetic-80.tflite'));
+  const dir = tempDir('paged-fuzz');
+  const random = mulberry32(0x9a9ed);
+  try {
+    const file = path.join(dir, 'm.tflite');
+    let refused = 0;
+    for (let k = 0; k < 150; k++) {
+      const bytes = Uint8Array.from(original);
+      const kind = k % 3;
+      let data: Uint8Array = bytes;
+      // Mutations in the tables (the first 4 KiB and the last 8 KiB: the weights sit between).
+      const at = () => (random() < 0.5 ? Math.floor(random() * 4096) : bytes.length - 1 - Math.floor(random() * 8192));
+      if (kind === 0) for (let f = 0; f < 4; f++) { const i = at(); bytes[i] = bytes[i]! ^ (1 << Math.floor(random() * 8)); }
+      else if (kind === 1) data = bytes.subarray(0, Math.floor(random() * bytes.length));
+      else { const i = at() & ~3; new DataView(bytes.buffer).setUint32(i, Math.floor(random() * 2 ** 32), true); }
+      fs.writeFileSync(file, data);
+      const outcome = (paged: boolean): string => {
+        try {
+          const { model } = openModel(file, { paged });
+          for (const w of model.weights) { w.denseBytes(); w.release?.(); }
+          return 'ok';
+        } catch (e) {
+          const code = (e as { code?: string }).code;
+          assert.ok(code, `only PrunepackError escapes (${(e as Error).message})`);
+          return code;
+        }
+      };
+      const whole = outcome(false);
+      const paged = outcome(true);
+      if (whole !== 'ok') refused++;
+      assert.equal(paged, whole, `mutation ${k}: paged ${paged}, whole ${whole}`);
+    }
+    assert.ok(refused > 30, `the mutations were refused ${refused} times (the test must exercise errors)`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The per-weight part of a report that a streaming audit must reproduce. */
+function perWeight(report: ReturnType<typeof auditModel>) {
+  return report.weights.map((w) => ({
+    name: w.name, rank: w.rank, shape: w.shape, dtype: w.dtype, elements: w.elements, storedBytes: w.storedBytes, denseBytes: w.denseBytes,
+    zeros: w.zeros, zeroShare: w.zeroShare, structure: w.structure, informationBound: w.informationBound,
+    codecs: w.candidates.filter((c) => c.family === 'codec' || c.encoding === 'dense'),
+  }));
+}
+
+test('a streaming audit finds what the whole-model audit finds, weight by weight', () => {
+  for (const file of models) {
+    const whole = auditModel(openModel(file).model, { gzipWeights: 0, zeroPatterns: 3 });
+    const { model } = openModel(file, { paged: true });
+    const streamed = auditModel(model, { streaming: true, zeroPatterns: 3 });
+    const name = path.basename(file);
+    // Rank order may differ (targets add candidates), so compare by name.
+    const byName = (r: ReturnType<typeof perWeight>) => canonicalJson(r.map(({ rank: _, ...w }) => w).sort((a, b) => a.name.localeCompare(b.name)));
+    assert.equal(byName(perWeight(streamed)), byName(perWeight(whole)), `${name}: per-weight findings`);
+    assert.equal(canonicalJson(streamed.fullyConnected), canonicalJson(whole.fullyConnected), `${name}: FULLY_CONNECTED blocks`);
+    assert.equal(streamed.totals.zeros, whole.totals.zeros);
+    // Summed in report order, which targets change: equal up to rounding.
+    const [x, y] = [streamed.totals.informationBound.weightBytes, whole.totals.informationBound.weightBytes];
+    assert.ok(Math.abs(x - y) <= 1e-9 * Math.max(1, y), `information bound ${x} vs ${y}`);
+    assert.equal(streamed.totals.targets.length, 0, 'no writer targets when streaming');
+    assert.ok(streamed.notes.some((n) => n.startsWith('streaming audit')), 'the report says it streamed');
+    const pictures = (r: ReturnType<typeof auditModel>) => r.weights.filter((w) => w.zeroPattern).map((w) => w.name).sort();
+    assert.deepEqual(pictures(streamed), pictures(whole), `${name}: zero patterns of the same weights`);
+  }
+});
+
+test('a streaming audit holds one weight at a time', () => {
+  const file = repoPath('samples', 'cnn-synthetic-80.tflite');
+  const { model } = openModel(file, { paged: true });
+  const loaded = new Set<string>();
+  let most = 0;
+  // Watch every weight: count those whose bytes are held (loaded and not released).
+  const hold = (name: string) => { loaded.add(name); most = Math.max(most, loaded.size); };
+  const watched = model.weights.map((w) => new Proxy(w, {
+    get(target, key, receiver) {
+      if (key === 'bytes') hold(target.name);
+      if (key === 'denseBytes') return () => { hold(target.name); return target.denseBytes(); };
+      if (key === 'release') return () => { loaded.delete(target.name); target.release!(); };
+      return Reflect.get(target, key, receiver);
+    },
+  }));
+  const report = auditModel({ ...model, weights: watched }, { streaming: true });
+  assert.equal(report.weights.length, model.weights.length);
+  assert.equal(most, 1, 'at most one weight loaded at any time');
+  assert.equal(loaded.size, 0, 'every weight released');
+});
+
+test('audit --stream on the command line: per-weight report, no targets; budgets refused', () => {
+  const file = repoPath('samples', 'cnn-synthetic-80.tflite');
+  const run = spawnSync(process.execPath, [CLI, 'audit', file, '--stream', '--json', '--quiet'], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  const report = JSON.parse(run.stdout) as ReturnType<typeof auditModel>;
+  assert.equal(report.totals.targets.length, 0);
+  assert.equal(report.weights.length, 11);
+  assert.ok(report.weights.every((w) => w.gzipBytes === null), 'no per-weight gzip by default when streaming');
+  const text = spawnSync(process.execPath, [CLI, 'audit', file, '--stream', '--quiet'], { encoding: 'utf8' });
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /streaming audit: writer targets not built/);
+  const budget = spawnSync(process.execPath, [CLI, 'audit', file, '--stream', '--max-bytes', '1000'], { encoding: 'utf8' });
+  assert.equal(budget.status, 2);
+  assert.match(budget.stderr, /budgets need the target outputs/);
+  const both = spawnSync(process.execPath, [CLI, 'audit', file, '--stream', '--no-stream'], { encoding: 'utf8' });
+  assert.equal(both.status, 2);
+});
