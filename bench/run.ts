@@ -78,7 +78,14 @@ async function main(): Promise<void> {
       const result = await sparsity.benchSparsity(Math.round(256 * MB * scale));
       for (const [metric, value] of Object.entries(result)) rows.push({ benchmark: 'sparsity 256 MB float32, 80% zeros', metric, value: value as number });
     }
-    // 3. tflite-sparse against the official converter's published outputs.
+    // 3. Streaming audit of a generated 1 GB model (bench/audit-stream.ts).
+    {
+      const { benchAuditStream } = await import('./audit-stream.js');
+      const modelFile = path.join(dir, 'audit-stream.tflite');
+      rows.push(...await benchAuditStream(modelFile, Math.round(1024 * MB * scale)));
+      fs.rmSync(modelFile, { force: true });
+    }
+    // 4. tflite-sparse against the official converter's published outputs.
     const { officialComparison } = await import('./official-comparison.js');
     let oursTotal = 0;
     let officialTotal = 0;

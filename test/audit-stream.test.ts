@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { openModel } from '../src/index.js';
 import { auditModel } from '../src/audit/audit.js';
+import { auditFileStreaming, shareWeights } from '../src/audit/parallel.js';
 import { layoutTflite } from '../converters/tflite/write.js';
 import { assembleLayout } from '../converters/tflite/write.js';
 import type { TfliteDocument } from '../converters/tflite/document.js';
@@ -153,6 +154,19 @@ test('a streaming audit holds one weight at a time', () => {
   assert.equal(loaded.size, 0, 'every weight released');
 });
 
+test('a streaming audit on worker threads gives the same report as on one thread', async () => {
+  for (const file of [repoPath('samples', 'cnn-synthetic-80.tflite'), ...mediapipeModels().filter((f) => f.includes('hand_landmark'))]) {
+    const options = { gzipWeights: 3, zeroPatterns: 2, top: null };
+    const one = await auditFileStreaming(file, { ...options, jobs: 1 });
+    const two = await auditFileStreaming(file, { ...options, jobs: 2, parallelMinBytes: 0 });
+    assert.equal(one.threads, 1);
+    assert.equal(two.threads, 2);
+    const strip = (r: ReturnType<typeof auditModel>) => canonicalJson({ ...r, timings: null, notes: r.notes.filter((n) => !n.includes('worker threads')) });
+    assert.equal(strip(two.report), strip(one.report), path.basename(file));
+    assert.ok(two.report.notes.some((n) => n.includes('2 worker threads')));
+  }
+});
+
 test('audit --stream on the command line: per-weight report, no targets; budgets refused', () => {
   const file = repoPath('samples', 'cnn-synthetic-80.tflite');
   const run = spawnSync(process.execPath, [CLI, 'audit', file, '--stream', '--json', '--quiet'], { encoding: 'utf8' });
@@ -169,4 +183,15 @@ test('audit --stream on the command line: per-weight report, no targets; budgets
   assert.match(budget.stderr, /budgets need the target outputs/);
   const both = spawnSync(process.execPath, [CLI, 'audit', file, '--stream', '--no-stream'], { encoding: 'utf8' });
   assert.equal(both.status, 2);
+});
+
+test('weights are shared among threads by stored bytes', () => {
+  const { model } = openModel(repoPath('samples', 'cnn-synthetic-80.tflite'), { paged: true });
+  const lists = shareWeights(model, 2);
+  assert.equal(lists.flat().length, model.weights.length);
+  assert.deepEqual([...lists.flat()].sort((a, b) => a - b), model.weights.map((_, i) => i));
+  const bytes = lists.map((l) => l.reduce((n, i) => n + model.weights[i]!.storedByteLength!, 0));
+  const largest = Math.max(...model.weights.map((w) => w.storedByteLength!));
+  // The largest weight alone on one thread, the rest on the other.
+  assert.ok(bytes.includes(largest), `shares ${bytes.join(', ')}`);
 });

@@ -57,6 +57,37 @@ export interface AuditOptions {
    * absent (`convert` gives them). Default false.
    */
   streaming?: boolean;
+  /** Weights a streaming audit already analysed elsewhere (worker threads: src/audit/parallel.ts), by index. */
+  streamed?: ReadonlyMap<number, StreamedWeight>;
+}
+
+/** What a streaming pass keeps of one weight (plain data: it crosses worker threads). */
+export interface StreamedWeight {
+  row: AuditWeight;
+  analysis: ZeroAnalysis | null;
+  rowAxis: number;
+  rawBest: number;
+  fullyConnected?: AuditFullyConnected;
+}
+
+/**
+ * One weight of a streaming audit: analysis, codec sizes, FULLY_CONNECTED blocks, the gzip
+ * figures when `deep`, its zero-pattern picture when asked; the weight is released afterwards.
+ */
+export function streamWeight(model: Model, index: number, options: { gzipLevel: GzipLevel; deep: boolean; zeroPattern: boolean }): StreamedWeight {
+  const weight = model.weights[index]!;
+  try {
+    const { row, analysis, rowAxis, rawBest } = analyzeWeight(model, weight, index);
+    const item: WorkItem = { index, weight, row, analysis, rowAxis, rawBest };
+    if (isFullyConnectedItem(model, item)) item.fullyConnected = fullyConnectedReport(item);
+    if (options.deep) deepGzip(item, options.gzipLevel, options.gzipLevel as DeflateLevel);
+    if (options.zeroPattern && zeroPatternInterest(item) > 0) {
+      row.zeroPattern = zeroPatternOf(denseWeightOf(weight, weight.denseBytes()), rowAxis);
+    }
+    return { row, analysis, rowAxis, rawBest, ...(item.fullyConnected ? { fullyConnected: item.fullyConnected } : {}) };
+  } finally {
+    weight.release?.();
+  }
 }
 
 interface WorkItem {
@@ -137,22 +168,15 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
   const items: WorkItem[] = timed('analyze', () => {
     const totalBytes = model.weights.reduce((n, w) => n + storedLength(w), 0);
     let doneBytes = 0;
-    let deepLeft = gzipWeights === null ? Infinity : gzipWeights;
+    const deepCount = gzipWeights === null ? Infinity : gzipWeights;
     return model.weights.map((weight, index): WorkItem => {
+      const done = options.streamed?.get(index);
+      if (done) return { index, weight, ...done };
       const stored = storedLength(weight);
       progress?.({ phase: 'analyzing weights', done: doneBytes, total: totalBytes, item: weight.name });
       doneBytes += stored;
-      const item = analyzeWeight(model, weight, index);
-      if (streaming) {
-        // Everything that needs the weight's bytes, now: they are released below.
-        if (isFullyConnectedItem(model, item)) item.fullyConnected = fullyConnectedReport(item);
-        if (deepLeft > 0) { deepLeft--; deepGzip(item, gzipLevel, level); }
-        if ((options.zeroPatterns ?? 0) > 0 && zeroPatternInterest(item) > 0) {
-          item.row.zeroPattern = zeroPatternOf(denseWeightOf(weight, weight.denseBytes()), item.rowAxis);
-        }
-        weight.release?.();
-      }
-      return item;
+      if (!streaming) return analyzeWeight(model, weight, index);
+      return { index, weight, ...streamWeight(model, index, { gzipLevel, deep: index < deepCount, zeroPattern: (options.zeroPatterns ?? 0) > 0 }) };
     });
   });
 

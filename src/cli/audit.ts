@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { openModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
 import { auditModel } from '../audit/audit.js';
+import { auditFileStreaming } from '../audit/parallel.js';
 import { checkBudgets } from '../audit/budget.js';
 import { renderAuditHtml } from '../audit/render-html.js';
 import { renderAuditText } from '../audit/render-text.js';
@@ -33,6 +34,7 @@ Options:
                        analysis only, no writer targets (default for files of 512 MiB or more
                        without budgets)
   --no-stream          read the whole model and build every target, whatever its size
+  --jobs N             threads for a streaming audit (default: one per core; 1 = this thread)
   --quiet              no progress bar on stderr
   --verbose            stack traces on errors
 
@@ -62,7 +64,7 @@ export async function runAudit(args: string[]): Promise<number> {
       json: { type: 'boolean' }, html: { type: 'string' }, top: { type: 'string' }, 'gzip-level': { type: 'string' },
       'gzip-weights': { type: 'string' }, 'max-bytes': { type: 'string' }, 'min-ratio': { type: 'string' },
       target: { type: 'string' }, quiet: { type: 'boolean' }, verbose: { type: 'boolean' },
-      stream: { type: 'boolean' }, 'no-stream': { type: 'boolean' },
+      stream: { type: 'boolean' }, 'no-stream': { type: 'boolean' }, jobs: { type: 'string' },
     },
   });
   if (positionals.length !== 1) {
@@ -78,6 +80,7 @@ export async function runAudit(args: string[]): Promise<number> {
     throw new PrunepackError('INVALID_ARGUMENT', '--target names the target of a budget', { hint: 'Add --max-bytes N or --min-ratio R' });
   }
   const file = positionals[0]!;
+  const jobs = parseNumber('--jobs', values.jobs, (n) => Number.isInteger(n) && n >= 1 && n <= 256, 'a whole number from 1 to 256');
   if (values.stream && values['no-stream']) throw new PrunepackError('INVALID_ARGUMENT', '--stream and --no-stream contradict each other', { hint: 'Pass one of them' });
   const budgeted = maxBytes !== undefined || minRatio !== undefined;
   if (values.stream && budgeted) {
@@ -90,23 +93,27 @@ export async function runAudit(args: string[]): Promise<number> {
 
   const progress = createProgress({ quiet: values.quiet });
   let report;
-  let fileBytes: number;
   try {
     progress.phase(`reading ${file}`, 1);
-    const { model, source } = openModel(file, { paged: streaming });
-    fileBytes = source.fileSize ?? source.bytes.length;
-    const wholeFile = !source.paged && source.bytes.length === fileBytes;
-    report = auditModel(model, {
+    const common = {
       file,
-      ...(wholeFile ? { input: source.bytes } : {}),
-      inputBytes: fileBytes,
       gzipLevel: gzipLevel ?? 6,
       top: top ?? (values.json || values.html !== undefined ? null : 20),
       gzipWeights: values['gzip-weights'] === undefined && streaming ? 0 : gzipWeights,
-      streaming,
       zeroPatterns: values.html !== undefined ? 6 : 0,
       onProgress: progress.callback,
-    });
+    };
+    if (streaming) {
+      // The input size for the report (a missing file is reported by the reader, with a hint).
+      let inputBytes: number | undefined;
+      try { inputBytes = fs.statSync(file).size; } catch { /* below */ }
+      report = (await auditFileStreaming(file, { ...common, ...(inputBytes !== undefined ? { inputBytes } : {}), ...(jobs !== undefined ? { jobs } : {}) })).report;
+    } else {
+      const { model, source } = openModel(file);
+      const fileBytes = source.fileSize ?? source.bytes.length;
+      const wholeFile = source.bytes.length === fileBytes;
+      report = auditModel(model, { ...common, ...(wholeFile ? { input: source.bytes } : {}), inputBytes: fileBytes });
+    }
   } finally {
     progress.done();
   }
