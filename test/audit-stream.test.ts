@@ -8,7 +8,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { openModel } from '../src/index.js';
-import { auditModel } from '../src/audit/audit.js';
+import { auditModel, blockPruneCost, selectKth } from '../src/audit/audit.js';
 import { auditFileStreaming, shareWeights } from '../src/audit/parallel.js';
 import { layoutTflite } from '../converters/tflite/write.js';
 import { assembleLayout } from '../converters/tflite/write.js';
@@ -194,4 +194,56 @@ test('weights are shared among threads by stored bytes', () => {
   const largest = Math.max(...model.weights.map((w) => w.storedByteLength!));
   // The largest weight alone on one thread, the rest on the other.
   assert.ok(bytes.includes(largest), `shares ${bytes.join(', ')}`);
+});
+
+test('selectKth and blockPruneCost agree with a plain sort-based reference', () => {
+  const random = mulberry32(0xb10c);
+  for (let t = 0; t < 300; t++) {
+    const n = 1 + Math.floor(random() * 300);
+    const a = Float64Array.from({ length: n }, () => (random() < 0.4 ? 0 : Math.floor(random() * 8)));
+    const sorted = Float64Array.from(a).sort();
+    const k = Math.floor(random() * n);
+    const r = selectKth(Float64Array.from(a), k);
+    assert.equal(r.value, sorted[k]);
+    assert.equal(r.below, a.filter((x) => x < sorted[k]!).length);
+  }
+  // blockPruneCost against the definition: |value| per element, block sums in flat order, the
+  // round(blocks * s) smallest norms with ties by position.
+  for (const dtype of ['float32', 'int8'] as const) {
+    for (let t = 0; t < 20; t++) {
+      const rows = 4 * (1 + Math.floor(random() * 6));
+      const cols = 4 * (1 + Math.floor(random() * 6));
+      const n = rows * cols;
+      const f = Float32Array.from({ length: n }, () => (random() < 0.6 ? 0 : Math.round((random() - 0.5) * 8) / 4));
+      const q = Int8Array.from(f, (x) => Math.round(x * 4) + 3);
+      const scale = Array.from({ length: rows }, () => 0.5 + random());
+      const weight = dtype === 'float32'
+        ? { dtype, shape: [rows, cols], quantization: undefined }
+        : { dtype, shape: [rows, cols], quantization: { scale, zeroPoint: scale.map(() => 3), axis: 0 } };
+      const bytes = dtype === 'float32' ? new Uint8Array(f.buffer) : new Uint8Array(q.buffer);
+      const magnitude = (i: number) => (dtype === 'float32' ? Math.abs(f[i]!) : Math.abs(q[i]! - 3) * scale[Math.floor(i / cols)]!);
+      for (const [br, bc] of [[1, 4], [2, 2], [4, 1]] as const) {
+        const s = random();
+        const got = blockPruneCost(weight as never, bytes, [br, bc], s)!;
+        const blockCols = cols / bc;
+        const norms = new Float64Array((rows / br) * blockCols);
+        const nz = new Uint32Array(norms.length);
+        let zeros = 0;
+        let l1 = 0;
+        for (let i = 0; i < n; i++) {
+          const b = Math.floor(Math.floor(i / cols) / br) * blockCols + Math.floor((i % cols) / bc);
+          const m = magnitude(i);
+          norms[b] += m;
+          l1 += m;
+          if (m === 0) zeros++; else nz[b]++;
+        }
+        const order = Array.from(norms.keys()).sort((x, y) => norms[x]! - norms[y]! || x - y).slice(0, Math.round(norms.length * s));
+        const extra = order.reduce((acc, b) => acc + nz[b]!, 0);
+        const removed = order.reduce((acc, b) => acc + norms[b]!, 0);
+        assert.equal(got.zerosBefore, zeros, `${dtype} ${rows}x${cols} ${br}x${bc}: zeros`);
+        assert.equal(got.extraZeros, extra, `${dtype} ${rows}x${cols} ${br}x${bc}: extra zeros`);
+        assert.ok(Math.abs(got.l1Removed - removed) <= 1e-9 * Math.max(1, l1) && Math.abs(got.l1Total - l1) <= 1e-9 * Math.max(1, l1), 'L1 sums');
+      }
+    }
+  }
 });

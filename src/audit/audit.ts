@@ -570,9 +570,7 @@ function choosePrunedBlocks(norms: Float64Array, nonzeros: Uint32Array, sparsity
   let extraZeros = 0;
   let l1Removed = 0;
   if (k > 0) {
-    const threshold = kthSmallest(Float64Array.from(norms), k - 1);
-    let below = 0;
-    for (let b = 0; b < blocks; b++) if (norms[b]! < threshold) below++;
+    const { value: threshold, below } = selectKth(Float64Array.from(norms), k - 1);
     let ties = k - below;
     for (let b = 0; b < blocks; b++) {
       const x = norms[b]!;
@@ -585,8 +583,11 @@ function choosePrunedBlocks(norms: Float64Array, nonzeros: Uint32Array, sparsity
   return { extraZeros, zerosBefore, l1Removed, l1Total };
 }
 
-/** The value that would sit at index `k` if `a` were sorted (reorders `a`; expected linear time). */
-export function kthSmallest(a: Float64Array, k: number): number {
+/**
+ * The value that would sit at index `k` if `a` were sorted, and how many elements are smaller
+ * (reorders `a`; expected linear time).
+ */
+export function selectKth(a: Float64Array, k: number): { value: number; below: number } {
   let lo = 0;
   let hi = a.length - 1;
   while (hi > lo) {
@@ -603,11 +604,12 @@ export function kthSmallest(a: Float64Array, k: number): number {
       else if (v > pivot) { a[i] = a[gt]!; a[gt] = v; gt--; }
       else i++;
     }
+    // Everything left of lo is smaller than everything from lo on: [lo, lt) < pivot here.
     if (k < lt) hi = lt - 1;
     else if (k > gt) lo = gt + 1;
-    else return pivot;
+    else return { value: pivot, below: lt };
   }
-  return a[k]!;
+  return { value: a[k]!, below: k };
 }
 
 const OFFICIAL_MIN_SPARSITY = 0.3;
