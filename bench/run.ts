@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   // Keep the latency benchmark's results (`npm run bench -- latency` writes them separately).
   const resultsFile = path.join(root, 'bench', 'results.json');
   const previous = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) as { rows?: Row[]; latency?: unknown } : {};
-  const latencyRows = (previous.rows ?? []).filter((r) => r.benchmark.startsWith('latency '));
+  const latencyRows = (previous.rows ?? []).filter((r) => r.benchmark.startsWith('latency ') || r.benchmark.startsWith('pack '));
   const results = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, scale, rows: [...rows, ...latencyRows], ...(previous.latency ? { latency: previous.latency } : {}) };
   fs.writeFileSync(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
   console.log('written bench/results.json');

@@ -13,7 +13,13 @@ import { writeOnnxFiles } from '../converters/onnx/files.js';
 import { writeTfjsFiles } from '../converters/tfjs/files.js';
 import { packModelFile, packSize, unpackToDisk, writePackFile } from '../src/pack/node.js';
 import { restorePack, readPackIndex, PACK_HEADER_BYTES } from '../src/pack/format.js';
+import { crc32 } from '../src/sparsity/codecs.js';
 import { buildPack } from '../src/pack/write.js';
+import { encodePool } from '../src/pack/pool-encode.js';
+import { decodePool } from '../src/pack/pool.js';
+import { rangeEncodeBytes } from '../src/pack/range-encoder.js';
+import { rangeDecodeBytes } from '../src/pack/range-coder.js';
+import { mulberry32 } from '../src/random.js';
 import { unpack, packTfjsHandler } from '../src/loaders/pack.js';
 import { main } from '../src/cli/main.js';
 import { compareOnnxModels } from '../src/verify/onnx-runtime.js';
@@ -171,30 +177,41 @@ describe('corrupt packs', () => {
   const fileA = new Uint8Array(3000).map((_, i) => (i * 7) & 0xff);
   const weights = new Float32Array(256).map((_, i) => (i % 3 === 0 ? Math.sin(i) : i % 5 === 0 ? -0 : 0));
   fileA.set(new Uint8Array(weights.buffer), 1000);
-  const small = buildPack([{ name: 'm.bin', bytes: fileA }, { name: 'sub/d.bin', bytes: new Uint8Array(weights.buffer) }], [
+  const build = (poolWeightBytes: number) => buildPack([{ name: 'm.bin', bytes: fileA }, { name: 'sub/d.bin', bytes: new Uint8Array(weights.buffer) }], [
     { file: 0, offset: 1000, length: 1024, name: 'w', dtype: 'float32', shape: [16, 16] },
     { file: 1, offset: 0, length: 1024, name: 'w2', dtype: 'float32', shape: [256] },
-  ], { exact: true }).bytes;
+  ], { exact: true, poolWeightBytes });
+  // Both encodings: the pool (default for small weights) and PPSP blobs with -0.0 patches.
+  const packs = [{ label: 'pool', ...build(64 * 1024) }, { label: 'PPSP + patch', ...build(0) }];
 
-  it('restores the small pack', () => {
-    const r = restorePack(small);
-    assert.ok(Buffer.from(r.files.get('m.bin')!).equals(Buffer.from(fileA)));
-    assert.equal(readPackIndex(small).weights.length, 2);
+  it('restores the small packs', () => {
+    assert.equal(packs[0]!.report.pooledWeights, 2);
+    assert.equal(packs[1]!.report.pooledWeights, 0);
+    assert.ok(packs[1]!.report.weights.every((w) => w.differingElements > 0), 'the PPSP pack patches -0.0');
+    for (const { bytes } of packs) {
+      const r = restorePack(bytes);
+      assert.ok(Buffer.from(r.files.get('m.bin')!).equals(Buffer.from(fileA)));
+      assert.equal(readPackIndex(bytes).weights.length, 2);
+    }
   });
 
   it('every truncation and every extension is CORRUPT', () => {
-    for (let n = 0; n < small.length; n++) assert.throws(() => restorePack(small.subarray(0, n)), isCorrupt, `truncated to ${n}`);
-    const longer = new Uint8Array(small.length + 1);
-    longer.set(small);
-    assert.throws(() => restorePack(longer), isCorrupt);
+    for (const { label, bytes: small } of packs) {
+      for (let n = 0; n < small.length; n++) assert.throws(() => restorePack(small.subarray(0, n)), isCorrupt, `${label}: truncated to ${n}`);
+      const longer = new Uint8Array(small.length + 1);
+      longer.set(small);
+      assert.throws(() => restorePack(longer), isCorrupt);
+    }
   });
 
   it('every single byte flip (header, index, data) is CORRUPT', () => {
-    for (let i = 0; i < small.length; i++) {
-      for (const mask of [0x01, 0x80]) {
-        const b = small.slice();
-        b[i]! ^= mask;
-        assert.throws(() => restorePack(b), isCorrupt, `flip ${mask} at byte ${i}`);
+    for (const { label, bytes: small } of packs) {
+      for (let i = 0; i < small.length; i++) {
+        for (const mask of [0x01, 0x80]) {
+          const b = small.slice();
+          b[i]! ^= mask;
+          assert.throws(() => restorePack(b), isCorrupt, `${label}: flip ${mask} at byte ${i}`);
+        }
       }
     }
   });
@@ -213,6 +230,59 @@ describe('corrupt packs', () => {
     for (const name of ['/abs', '../up', 'a/../b', 'nul\0', 'C:x', 'a\\b', '']) {
       assert.throws(() => buildPack([{ name, bytes: new Uint8Array(4) }], []), (e: unknown) => e instanceof PrunepackError);
     }
+  });
+});
+
+describe('pool and range coder', () => {
+  const random = mulberry32(0x9ac4);
+  it('range coder round trip: skewed, uniform, empty, with and without context; truncation is refused', () => {
+    for (const [n, share] of [[0, 1], [1, 1], [7, 0.5], [5000, 0.05], [5000, 1]] as const) {
+      const bytes = Uint8Array.from({ length: n }, () => (random() < share ? Math.floor(random() * 256) : 3));
+      const context = Uint8Array.from({ length: n }, () => Math.floor(random() * 5));
+      for (const ctx of [null, context]) {
+        const coded = rangeEncodeBytes(bytes, ctx);
+        const back = new Uint8Array(n);
+        assert.equal(rangeDecodeBytes(coded, back, ctx), coded.length, `n=${n}`);
+        assert.deepEqual(back, bytes);
+        if (share < 0.1 && n > 100) assert.ok(coded.length < n / 2, `skewed bytes compress: ${coded.length} of ${n}`);
+        if (coded.length > 5) assert.equal(rangeDecodeBytes(coded.subarray(0, coded.length - 2), new Uint8Array(n), ctx), -1);
+      }
+    }
+  });
+
+  it('pool round trip: every width, dense and masked weights, non-zero fill elements (zero points), -0.0 kept', () => {
+    const items = [
+      { width: 1, bytes: Uint8Array.from({ length: 300 }, () => (random() < 0.8 ? 128 : Math.floor(random() * 256))) }, // uint8, zero point 128
+      { width: 1, bytes: Uint8Array.from({ length: 33 }, () => Math.floor(random() * 256)) },
+      { width: 2, bytes: new Uint8Array(new Uint16Array(Array.from({ length: 100 }, () => (random() < 0.7 ? 0 : Math.floor(random() * 65536)))).buffer) },
+      { width: 4, bytes: new Uint8Array(new Float32Array(Array.from({ length: 257 }, (_, i) => (i % 5 === 0 ? Math.sin(i) : i % 7 === 0 ? -0 : 0))).buffer) },
+      { width: 4, bytes: new Uint8Array(new Float32Array(Array.from({ length: 9 }, () => random())).buffer) },
+      { width: 8, bytes: new Uint8Array(new BigInt64Array([1n, 0n, 0n, -5n, 0n, 0n, 0n, 0n, 0n, 0n]).buffer) },
+    ];
+    const pool = encodePool(items, 9);
+    const targets = items.map((it, i) => ({ out: new Uint8Array(it.bytes.length), width: it.width, where: `item ${i}` }));
+    decodePool(pool, targets);
+    targets.forEach((t, i) => assert.deepEqual(t.out, items[i]!.bytes, `item ${i}`));
+    // Every byte of the pool matters to its structure or its values: flips give CORRUPT or other bytes.
+    for (let i = 0; i < pool.length; i++) {
+      const b = pool.slice();
+      b[i]! ^= 0x04;
+      const outs = items.map((it, k) => ({ out: new Uint8Array(it.bytes.length), width: it.width, where: `item ${k}` }));
+      try {
+        decodePool(b, outs);
+      } catch (e) {
+        assert.ok(isCorrupt(e), `flip at ${i}: ${(e as Error).message}`);
+      }
+    }
+  });
+
+  it('a version 1 pack is UNSUPPORTED with a hint', () => {
+    const { bytes } = buildPack([{ name: 'm.bin', bytes: new Uint8Array(64) }], []);
+    const v1 = bytes.slice();
+    v1[4] = 1;
+    const view = new DataView(v1.buffer);
+    view.setUint32(36, crc32(v1.subarray(0, 36)), true);
+    assert.throws(() => restorePack(v1), (e: unknown) => e instanceof PrunepackError && e.code === 'UNSUPPORTED' && /re-pack/.test(e.hint ?? ''));
   });
 });
 

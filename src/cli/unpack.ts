@@ -54,14 +54,14 @@ export async function runConvertPack(args: string[]): Promise<number> {
   const summary = {
     input, output, target: 'pack', format: report.format, inputBytes: report.inputBytes, outputBytes: report.packBytes,
     ratio: report.packBytes / report.inputBytes, exact: report.exact, byteIdentical: report.byteIdentical,
-    skeletonBytes: report.skeletonBytes, weights: report.weights, skipped: report.skipped,
+    skeletonBytes: report.skeletonBytes, poolBytes: report.poolBytes, pooledWeights: report.pooledWeights, weights: report.weights, skipped: report.skipped,
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     return 0;
   }
   process.stdout.write(`${output}: ${formatInt(report.packBytes)} B from ${formatInt(report.inputBytes)} B, ratio ${summary.ratio.toFixed(3)}x\n`);
-  process.stdout.write(`${report.weights.length} weights encoded, ${report.skipped.length} left in the skeleton (${formatInt(report.skeletonBytes)} B deflated)\n`);
+  process.stdout.write(`${report.weights.length} weights encoded (${report.pooledWeights} small ones in the shared pool, ${formatInt(report.poolBytes)} B), ${report.skipped.length + report.kept.length} left in the skeleton (${formatInt(report.skeletonBytes)} B deflated)\n`);
   process.stdout.write(report.byteIdentical ? 'unpack restores the input byte for byte\n'
     : 'unpack restores the same numbers; negative zeros come back as +0 (use --exact for byte-identical files)\n');
   return 0;

@@ -1,26 +1,28 @@
 /**
- * prunepack pack file ("PPAK"), version 1: the byte layout, its parser and the restoring decoder.
- * Browser-safe (fflate, codecs.ts, errors.ts only). The layout is documented in docs/pack-format.md;
- * change both together.
+ * prunepack pack file ("PPAK"), version 2: the byte layout, its parser and the restoring decoder.
+ * Browser-safe and decode-only (fflate's inflate, converters/tfjs/sparse-decode.ts, ./pool.ts,
+ * errors.ts). The layout is documented in docs/pack-format.md; change both together.
  *
- *   header (40 bytes) | index (I bytes) | u32 CRC-32 of the index | data sections
+ *   header (40 bytes) | index (raw DEFLATE, I bytes) | u32 CRC-32 of the stored index | data
+ *   data = pool section | for each file: skeleton, then its PPSP weights (blob [+ patch])
  *
  * A pack holds the model's original file(s) with the weight byte ranges cut out ("skeleton",
- * raw DEFLATE) and every cut range as a PPSP sparse blob (codecs.ts), optionally followed by a
- * patch (raw DEFLATE: the element positions and original bytes the sparse blob does not restore
- * bit for bit, i.e. -0.0 under the numeric zero rule). Restoring = inflate the skeleton and put
- * each decoded range back at its offset. Every restored weight and file is checked against its
- * CRC-32.
+ * raw DEFLATE). Small weights share one pool section (masks and byte planes, range-coded or
+ * deflated); large sparse ones are PPSP blobs (docs/sparse-codec.md), optionally followed by a
+ * patch (the elements the blob does not restore bit for bit, i.e. -0.0 under the numeric zero
+ * rule). Restoring = decode the pool into the files, then per file inflate the skeleton around
+ * its weights and decode each blob in place. Every restored weight and skeleton is checked
+ * against its CRC-32, and the stored data against one CRC-32.
  */
 import { inflateSync } from 'fflate';
 import { PrunepackError } from '../errors.js';
-import { crc32, decodeSparse } from '../sparsity/codecs.js';
+import { crc32, decodePpspInto, releaseScratch } from '../../converters/tfjs/sparse-decode.js';
+import { decodePool, inflateExact, type PoolTarget } from './pool.js';
+import { ByteReader } from './varint.js';
 
 export const PACK_MAGIC = 'PPAK';
-export const PACK_VERSION = 1;
+export const PACK_VERSION = 2;
 export const PACK_HEADER_BYTES = 40;
-export const PACK_FILE_RECORD_FIXED = 2 + 8 + 4 + 8 + 8 + 8 + 4 + 4; // + name bytes
-export const PACK_WEIGHT_RECORD_BYTES = 40;
 export const PACK_EXTENSION = '.ppak';
 
 /** Header flags. */
@@ -28,6 +30,7 @@ export const FLAG_EXACT = 1;          // --exact: every difference from the orig
 export const FLAG_BYTE_IDENTICAL = 2; // the restored files are byte-identical to the packed originals
 
 export const WEIGHT_KIND_PPSP = 1;
+export const WEIGHT_KIND_POOL = 2;
 
 export type PackModelFormat = 'unknown' | 'tflite' | 'onnx' | 'tfjs';
 export const FORMAT_CODES: Record<PackModelFormat, number> = { unknown: 0, tflite: 1, onnx: 2, tfjs: 3 };
@@ -35,6 +38,9 @@ const FORMAT_BY_CODE = new Map(Object.entries(FORMAT_CODES).map(([k, v]) => [v, 
 
 export const MAX_FILES = 0xffff;
 export const MAX_NAME_BYTES = 1024;
+/** Largest index record sizes (for the bound on the inflated index). */
+const MAX_FILE_RECORD = 5 * 9 + 4 + MAX_NAME_BYTES;
+const MAX_WEIGHT_RECORD = 4 * 9 + 3 + 4;
 /** Default limit of the restored bytes (all files together). */
 export const DEFAULT_MAX_RESTORED_BYTES = 2 ** 32;
 
@@ -43,7 +49,8 @@ const FORMAT = 'prunepack pack';
 export interface PackFileRecord {
   name: string;
   size: number;
-  crc: number;
+  /** CRC-32 of the skeleton's inflated bytes (the file without its weights). */
+  skeletonCrc: number;
   skeletonAt: number;      // relative to the data start
   skeletonStored: number;
   skeletonRaw: number;
@@ -52,14 +59,17 @@ export interface PackFileRecord {
 }
 
 export interface PackWeightRecord {
+  file: number;
   offset: number;          // in the restored file
   length: number;          // restored bytes
+  kind: number;            // WEIGHT_KIND_PPSP or WEIGHT_KIND_POOL
+  elementBytes: number;
+  crc: number;             // of the restored range
+  /** PPSP only: */
+  dtypeCode: number;
   dataAt: number;          // relative to the data start
   blobLength: number;
   patchLength: number;
-  crc: number;
-  kind: number;
-  elementBytes: number;
 }
 
 export interface PackHeader {
@@ -68,16 +78,19 @@ export interface PackHeader {
   format: PackModelFormat;
   fileCount: number;
   weightCount: number;
-  indexBytes: number;
+  indexStored: number;
+  indexRaw: number;
   totalBytes: number;
   /** Byte offset of the data sections in the pack. */
   dataStart: number;
-  /** CRC-32 of every data byte (checked once the last section is decoded). */
+  /** CRC-32 of every data byte. */
   dataCrc: number;
 }
 
 export interface PackIndex {
   header: PackHeader;
+  /** Pool section: bytes at data offset 0 (0 = no pool). */
+  poolStored: number;
   files: PackFileRecord[];
   weights: PackWeightRecord[];
 }
@@ -90,9 +103,6 @@ export function corrupt(what: string, location: string, expected?: string, found
     ...(cause === undefined ? {} : { cause }),
   });
 }
-
-// ---------------------------------------------------------------------------------------------
-// Little-endian helpers
 
 export function u64(view: DataView, at: number, where: string): number {
   const lo = view.getUint32(at, true);
@@ -141,7 +151,10 @@ export function parseHeader(bytes: Uint8Array): PackHeader {
   if (crc !== actual) throw corrupt('pack header checksum mismatch', 'byte 36', `crc32 ${actual.toString(16)}`, crc.toString(16));
   const version = bytes[4]!;
   if (version !== PACK_VERSION) {
-    throw new PrunepackError('UNSUPPORTED', `pack version ${version}`, { format: FORMAT, location: 'byte 4', expected: String(PACK_VERSION), found: String(version) });
+    throw new PrunepackError('UNSUPPORTED', `pack version ${version}`, {
+      format: FORMAT, location: 'byte 4', expected: String(PACK_VERSION), found: String(version),
+      hint: version < PACK_VERSION ? 'Packs of version 1 are read by prunepack before the version 2 format; re-pack the model' : 'A newer prunepack wrote it',
+    });
   }
   const flags = bytes[5]!;
   if (flags & ~(FLAG_EXACT | FLAG_BYTE_IDENTICAL)) throw corrupt('reserved header flags are set', 'byte 5', 'bits 2-7 zero', String(flags));
@@ -150,145 +163,98 @@ export function parseHeader(bytes: Uint8Array): PackHeader {
   if (bytes[7] !== 0) throw corrupt('reserved header byte is set', 'byte 7', '0', String(bytes[7]));
   const fileCount = view.getUint32(8, true);
   const weightCount = view.getUint32(12, true);
-  const indexBytes = u64(view, 16, 'byte 16');
+  const indexStored = view.getUint32(16, true);
+  const indexRaw = view.getUint32(20, true);
   const totalBytes = u64(view, 24, 'byte 24');
   if (fileCount < 1 || fileCount > MAX_FILES) throw corrupt('file count out of range', 'byte 8', `1..${MAX_FILES}`, String(fileCount));
-  const minIndex = fileCount * PACK_FILE_RECORD_FIXED + weightCount * PACK_WEIGHT_RECORD_BYTES;
-  if (indexBytes < minIndex || indexBytes > minIndex + fileCount * MAX_NAME_BYTES) {
-    throw corrupt('index length does not fit the file and weight counts', 'byte 16', `${minIndex}..${minIndex + fileCount * MAX_NAME_BYTES}`, String(indexBytes));
-  }
-  const dataStart = PACK_HEADER_BYTES + indexBytes + 4;
+  const maxIndex = 9 + fileCount * MAX_FILE_RECORD + weightCount * MAX_WEIGHT_RECORD;
+  if (indexRaw > maxIndex) throw corrupt('inflated index length does not fit the file and weight counts', 'byte 20', `<= ${maxIndex}`, String(indexRaw));
+  const dataStart = PACK_HEADER_BYTES + indexStored + 4;
   if (totalBytes < dataStart) throw corrupt('total length is shorter than header and index', 'byte 24', `>= ${dataStart}`, String(totalBytes));
   const dataCrc = view.getUint32(32, true);
-  return { version, flags, format, fileCount, weightCount, indexBytes, totalBytes, dataStart, dataCrc };
+  return { version, flags, format, fileCount, weightCount, indexStored, indexRaw, totalBytes, dataStart, dataCrc };
 }
 
 /** Parses and checks the index; `bytes` must hold at least `header.dataStart` bytes. */
 export function parseIndex(bytes: Uint8Array, header: PackHeader, maxRestoredBytes = DEFAULT_MAX_RESTORED_BYTES): PackIndex {
   const end = header.dataStart;
   if (bytes.length < end) throw corrupt('pack ends inside its index', `byte ${bytes.length}`, `>= ${end} bytes`, `${bytes.length} bytes`);
-  const index = bytes.subarray(PACK_HEADER_BYTES, PACK_HEADER_BYTES + header.indexBytes);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, end);
-  const stored = view.getUint32(end - 4, true);
-  const actual = crc32(index);
-  if (stored !== actual) throw corrupt('pack index checksum mismatch', `byte ${end - 4}`, `crc32 ${actual.toString(16)}`, stored.toString(16));
+  const stored = bytes.subarray(PACK_HEADER_BYTES, PACK_HEADER_BYTES + header.indexStored);
+  const storedCrc = new DataView(bytes.buffer, bytes.byteOffset + end - 4, 4).getUint32(0, true);
+  const actual = crc32(stored);
+  if (storedCrc !== actual) throw corrupt('pack index checksum mismatch', `byte ${end - 4}`, `crc32 ${actual.toString(16)}`, storedCrc.toString(16));
+  const r = new ByteReader(inflateExact(stored, header.indexRaw, 'pack index'), 'pack index');
   const decoder = new TextDecoder('utf-8', { fatal: true });
-  let at = PACK_HEADER_BYTES;
-  const need = (n: number, what: string) => {
-    if (at + n > end - 4) throw corrupt(`index ends inside ${what}`, `byte ${at}`, `${n} more bytes`, `${end - 4 - at}`);
-  };
+  const poolStored = r.varint();
+  let data = poolStored;
   const files: PackFileRecord[] = [];
   const names = new Set<string>();
   let restored = 0;
+  let firstWeight = 0;
   for (let f = 0; f < header.fileCount; f++) {
-    need(2, `file record ${f}`);
-    const nameLength = view.getUint16(at, true);
-    if (nameLength === 0 || nameLength > MAX_NAME_BYTES) throw corrupt('file name length out of range', `byte ${at}`, `1..${MAX_NAME_BYTES}`, String(nameLength));
-    at += 2;
-    need(nameLength + PACK_FILE_RECORD_FIXED - 2, `file record ${f}`);
+    const nameLength = r.varint();
+    if (nameLength === 0 || nameLength > MAX_NAME_BYTES) throw r.fail(`file ${f}: name length out of range`, `1..${MAX_NAME_BYTES}`, String(nameLength));
     let name: string;
-    try { name = decoder.decode(bytes.subarray(at, at + nameLength)); } catch (e) { throw corrupt('file name is not UTF-8', `byte ${at}`, undefined, undefined, e); }
+    try { name = decoder.decode(r.take(nameLength)); } catch (e) { throw corrupt('file name is not UTF-8', `file record ${f}`, undefined, undefined, e); }
     checkPackName(name, `file record ${f}`);
     if (names.has(name)) throw corrupt('file name appears twice', `file record ${f}`, 'unique names', name);
     names.add(name);
-    at += nameLength;
     const rec: PackFileRecord = {
-      name,
-      size: u64(view, at, `byte ${at}`),
-      crc: view.getUint32(at + 8, true),
-      skeletonAt: u64(view, at + 12, `byte ${at + 12}`),
-      skeletonStored: u64(view, at + 20, `byte ${at + 20}`),
-      skeletonRaw: u64(view, at + 28, `byte ${at + 28}`),
-      firstWeight: view.getUint32(at + 36, true),
-      weightCount: view.getUint32(at + 40, true),
+      name, size: r.varint(), skeletonCrc: r.u32(), skeletonAt: 0, skeletonStored: r.varint(), skeletonRaw: r.varint(),
+      firstWeight, weightCount: r.varint(),
     };
-    at += 44;
     restored += rec.size;
     if (restored > maxRestoredBytes) {
       throw new PrunepackError('UNSUPPORTED', 'restored files exceed the size limit', { format: FORMAT, location: `file ${name}`, expected: `<= ${maxRestoredBytes} bytes`, found: `>= ${restored} bytes`, hint: 'pass a larger maxBytes if the pack is trusted' });
     }
     if (rec.skeletonRaw > rec.size) throw corrupt('skeleton is larger than its file', `file ${name}`, `<= ${rec.size}`, String(rec.skeletonRaw));
+    firstWeight += rec.weightCount;
+    if (firstWeight > header.weightCount) throw corrupt('files own more weights than the header counts', `file record ${f}`, `<= ${header.weightCount}`, String(firstWeight));
     files.push(rec);
   }
+  if (firstWeight !== header.weightCount) throw corrupt('weights not owned by any file', 'pack index', String(header.weightCount), String(firstWeight));
+  // Weights in file order; data sections contiguous: pool, then per file its skeleton and PPSP weights.
   const weights: PackWeightRecord[] = [];
-  for (let w = 0; w < header.weightCount; w++) {
-    need(PACK_WEIGHT_RECORD_BYTES, `weight record ${w}`);
-    const rec: PackWeightRecord = {
-      offset: u64(view, at, `byte ${at}`),
-      length: u64(view, at + 8, `byte ${at + 8}`),
-      dataAt: u64(view, at + 16, `byte ${at + 16}`),
-      blobLength: view.getUint32(at + 24, true),
-      patchLength: view.getUint32(at + 28, true),
-      crc: view.getUint32(at + 32, true),
-      kind: bytes[at + 36]!,
-      elementBytes: bytes[at + 37]!,
-    };
-    if (rec.kind !== WEIGHT_KIND_PPSP) throw corrupt('unknown weight encoding kind', `byte ${at + 36}`, String(WEIGHT_KIND_PPSP), String(rec.kind));
-    if (![1, 2, 4, 8].includes(rec.elementBytes)) throw corrupt('element width out of range', `byte ${at + 37}`, '1, 2, 4 or 8', String(rec.elementBytes));
-    if (view.getUint16(at + 38, true) !== 0) throw corrupt('reserved weight record bytes are set', `byte ${at + 38}`, '0', String(view.getUint16(at + 38, true)));
-    if (rec.length % rec.elementBytes !== 0) throw corrupt('weight length is not a whole number of elements', `weight record ${w}`, `multiple of ${rec.elementBytes}`, String(rec.length));
-    weights.push(rec);
-    at += PACK_WEIGHT_RECORD_BYTES;
-  }
-  if (at !== end - 4) throw corrupt('index has trailing bytes', `byte ${at}`, `${end - 4}`, String(at));
-  // Layout: files in order, each its skeleton then its weights (sorted, non-overlapping), sections contiguous.
-  let data = 0;
-  let nextWeight = 0;
-  for (const f of files) {
-    if (f.firstWeight !== nextWeight || f.weightCount > header.weightCount - nextWeight) {
-      throw corrupt('file weight range is not contiguous', `file ${f.name}`, `first weight ${nextWeight}`, `${f.firstWeight} (+${f.weightCount})`);
-    }
-    if (f.skeletonAt !== data) throw corrupt('skeleton section is not where the layout puts it', `file ${f.name}`, `data offset ${data}`, String(f.skeletonAt));
+  files.forEach((f, fi) => {
+    f.skeletonAt = data;
     data += f.skeletonStored;
     let pos = 0;
     let cut = 0;
-    for (let i = f.firstWeight; i < f.firstWeight + f.weightCount; i++) {
-      const w = weights[i]!;
-      if (w.offset < pos || w.offset + w.length > f.size) {
-        throw corrupt('weight range overlaps another or runs past its file', `weight record ${i}`, `offset >= ${pos}, end <= ${f.size}`, `${w.offset}+${w.length}`);
+    for (let i = 0; i < f.weightCount; i++) {
+      const where = `weight ${f.firstWeight + i} of ${f.name}`;
+      const offset = pos + r.varint();
+      const length = r.varint();
+      const kind = r.u8();
+      const elementBytes = r.u8();
+      const crc = r.u32();
+      if (kind !== WEIGHT_KIND_PPSP && kind !== WEIGHT_KIND_POOL) throw corrupt('unknown weight encoding kind', where, `${WEIGHT_KIND_PPSP} or ${WEIGHT_KIND_POOL}`, String(kind));
+      if (elementBytes !== 1 && elementBytes !== 2 && elementBytes !== 4 && elementBytes !== 8) throw corrupt('element width out of range', where, '1, 2, 4 or 8', String(elementBytes));
+      if (length === 0 || length % elementBytes !== 0) throw corrupt('weight length is not a positive whole number of elements', where, `multiple of ${elementBytes}`, String(length));
+      if (offset + length > f.size) throw corrupt('weight range runs past its file', where, `end <= ${f.size}`, `${offset}+${length}`);
+      const rec: PackWeightRecord = { file: fi, offset, length, kind, elementBytes, crc, dtypeCode: 0, dataAt: 0, blobLength: 0, patchLength: 0 };
+      if (kind === WEIGHT_KIND_PPSP) {
+        rec.dtypeCode = r.u8();
+        rec.blobLength = r.varint();
+        rec.patchLength = r.varint();
+        rec.dataAt = data;
+        data += rec.blobLength + rec.patchLength;
       }
-      if (w.dataAt !== data) throw corrupt('weight section is not where the layout puts it', `weight record ${i}`, `data offset ${data}`, String(w.dataAt));
-      data += w.blobLength + w.patchLength;
-      pos = w.offset + w.length;
-      cut += w.length;
+      weights.push(rec);
+      pos = offset + length;
+      cut += length;
     }
     if (f.size - cut !== f.skeletonRaw) throw corrupt('skeleton length does not match the file minus its weights', `file ${f.name}`, String(f.size - cut), String(f.skeletonRaw));
-    nextWeight += f.weightCount;
-  }
-  if (nextWeight !== header.weightCount) throw corrupt('weights not owned by any file', 'index', String(header.weightCount), String(nextWeight));
+  });
+  if (r.remaining !== 0) throw r.fail('has trailing bytes', '0', String(r.remaining));
+  if (poolStored === 0 && weights.some((w) => w.kind === WEIGHT_KIND_POOL)) throw corrupt('pooled weights but no pool section', 'pack index', 'a pool', '0 bytes');
   if (header.dataStart + data !== header.totalBytes) {
     throw corrupt('total length does not match the sections', 'byte 24', String(header.dataStart + data), String(header.totalBytes));
   }
-  return { header, files, weights };
+  return { header, poolStored, files, weights };
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sections
-
-export function inflateExact(stored: Uint8Array, raw: number, where: string): Uint8Array {
-  const out = new Uint8Array(raw + 1);
-  let got: Uint8Array;
-  try {
-    got = inflateSync(stored, { out });
-  } catch (e) {
-    throw corrupt(`${where} is not valid DEFLATE data (${(e as Error).message})`, where, 'a raw DEFLATE stream', `${stored.length} undecodable bytes`, e);
-  }
-  if (got.length !== raw) throw corrupt(`${where} inflates to the wrong length`, where, `${raw} bytes`, got.length > raw ? `more than ${raw}` : `${got.length}`);
-  return out.subarray(0, raw);
-}
-
-function readVarint(bytes: Uint8Array, state: { at: number }, where: string): number {
-  let value = 0;
-  let scale = 1;
-  for (let i = 0; i < 8; i++) {
-    if (state.at >= bytes.length) throw corrupt('patch ends inside a number', where);
-    const b = bytes[state.at++]!;
-    value += (b & 0x7f) * scale;
-    if (!(b & 0x80)) return value;
-    scale *= 128;
-  }
-  throw corrupt('patch number is too long', where);
-}
+// Patches
 
 /** Applies a patch section (see docs/pack-format.md) to the restored range `out`. */
 export function applyPatch(stored: Uint8Array, out: Uint8Array, elementBytes: number, where: string): void {
@@ -296,23 +262,20 @@ export function applyPatch(stored: Uint8Array, out: Uint8Array, elementBytes: nu
   // Bound before inflating: a count varint, then at most `elements` positions and element bytes.
   const bound = 8 + elements * (8 + elementBytes);
   const raw = inflateBounded(stored, bound, where);
-  const state = { at: 0 };
-  const count = readVarint(raw, state, where);
+  const r = new ByteReader(raw, where);
+  const count = r.varint();
   if (count > elements) throw corrupt('patch has more entries than the weight has elements', where, `<= ${elements}`, String(count));
   const positions = new Float64Array(count);
   let prev = -1;
   for (let i = 0; i < count; i++) {
-    const delta = readVarint(raw, state, where);
+    const delta = r.varint();
     const p = i === 0 ? delta : prev + delta;
     if ((i > 0 && delta === 0) || p >= elements) throw corrupt('patch position out of order or range', where, `< ${elements}, increasing`, String(p));
     positions[i] = p;
     prev = p;
   }
-  if (raw.length - state.at !== count * elementBytes) throw corrupt('patch values have the wrong length', where, String(count * elementBytes), String(raw.length - state.at));
-  for (let i = 0; i < count; i++) {
-    const src = state.at + i * elementBytes;
-    out.set(raw.subarray(src, src + elementBytes), positions[i]! * elementBytes);
-  }
+  if (r.remaining !== count * elementBytes) throw corrupt('patch values have the wrong length', where, String(count * elementBytes), String(r.remaining));
+  for (let i = 0; i < count; i++) out.set(r.take(elementBytes), positions[i]! * elementBytes);
 }
 
 function inflateBounded(stored: Uint8Array, bound: number, where: string): Uint8Array {
@@ -323,7 +286,7 @@ function inflateBounded(stored: Uint8Array, bound: number, where: string): Uint8
   } catch (e) {
     throw corrupt(`${where} is not valid DEFLATE data (${(e as Error).message})`, where, undefined, undefined, e);
   }
-  if (got.length > bound) throw corrupt(`${where} inflates past its bound`, where, `<= ${bound} bytes`, `more`);
+  if (got.length > bound) throw corrupt(`${where} inflates past its bound`, where, `<= ${bound} bytes`, 'more');
   return got;
 }
 
@@ -347,23 +310,29 @@ export interface RestoreOptions {
   maxBytes?: number;
 }
 
+function checkCrc(bytes: Uint8Array, expected: number, what: string, where: string): void {
+  const crc = crc32(bytes);
+  if (crc !== expected) throw corrupt(`${what}: checksum mismatch`, where, `crc32 ${expected.toString(16)}`, crc.toString(16));
+}
+
 /**
  * Incremental restorer: feed it the pack's bytes as they arrive (`available` = how many leading
  * bytes of `buffer` are valid); it decodes every section that is complete, one weight at a time.
+ * The data CRC is checked once all bytes are present (restorePack checks it before decoding).
  */
 export class PackRestorer {
   private index: PackIndex | null = null;
   private header: PackHeader | null = null;
   private out: Uint8Array[] = [];
+  private poolDone = false;
   private file = 0;
   private weight = -1; // -1: the file's skeleton is next
   private skeleton: Uint8Array | null = null;
   private skeletonPos = 0;
   private filePos = 0;
   private done = false;
-  private dataCrc = 0;
 
-  constructor(private readonly options: RestoreOptions = {}) {}
+  constructor(private readonly options: RestoreOptions = {}, private dataCrcChecked = false) {}
 
   /** The total pack length, once the header is known. */
   get totalBytes(): number | undefined { return this.header?.totalBytes; }
@@ -381,15 +350,29 @@ export class PackRestorer {
       this.index = parseIndex(buffer.subarray(0, h.dataStart), h, this.options.maxBytes ?? DEFAULT_MAX_RESTORED_BYTES);
       for (const f of this.index.files) this.out.push(new Uint8Array(f.size));
     }
-    const { files, weights } = this.index;
+    const { files, weights, poolStored } = this.index;
+    if (!this.poolDone) {
+      if (available < h.dataStart + poolStored) return;
+      const pooled = weights.filter((w) => w.kind === WEIGHT_KIND_POOL);
+      if (pooled.length > 0) {
+        const targets: PoolTarget[] = pooled.map((w) => ({
+          out: this.out[w.file]!.subarray(w.offset, w.offset + w.length), width: w.elementBytes, where: `weight at ${files[w.file]!.name} byte ${w.offset}`,
+        }));
+        decodePool(buffer.subarray(h.dataStart, h.dataStart + poolStored), targets);
+        pooled.forEach((w, i) => checkCrc(targets[i]!.out, w.crc, targets[i]!.where, targets[i]!.where));
+      } else if (poolStored !== 0) {
+        throw corrupt('pool section without pooled weights', 'pack index', '0 bytes', `${poolStored} bytes`);
+      }
+      this.poolDone = true;
+    }
     while (this.file < files.length) {
       const f = files[this.file]!;
       const out = this.out[this.file]!;
       if (this.weight === -1) {
         const start = h.dataStart + f.skeletonAt;
         if (available < start + f.skeletonStored) return;
-        this.dataCrc = crc32(buffer.subarray(start, start + f.skeletonStored), this.dataCrc);
         this.skeleton = inflateExact(buffer.subarray(start, start + f.skeletonStored), f.skeletonRaw, `skeleton of ${f.name}`);
+        checkCrc(this.skeleton, f.skeletonCrc, `skeleton of ${f.name}`, `file ${f.name}`);
         this.skeletonPos = 0;
         this.filePos = 0;
         this.weight = 0;
@@ -397,40 +380,31 @@ export class PackRestorer {
       while (this.weight < f.weightCount) {
         const i = f.firstWeight + this.weight;
         const w = weights[i]!;
-        const start = h.dataStart + w.dataAt;
-        if (available < start + w.blobLength + w.patchLength) return;
-        this.dataCrc = crc32(buffer.subarray(start, start + w.blobLength + w.patchLength), this.dataCrc);
         this.copySkeleton(out, w.offset);
-        const target = out.subarray(w.offset, w.offset + w.length);
-        const where = `weight ${i} of ${f.name}`;
-        let decoded;
-        try {
-          decoded = decodeSparse(buffer.subarray(start, start + w.blobLength), { maxDenseBytes: w.length });
-        } catch (e) {
-          if (e instanceof PrunepackError && e.code === 'UNSUPPORTED') throw corrupt(`${where}: sparse blob larger than its range`, where, `${w.length} bytes`, undefined, e);
-          throw e;
-        }
-        if (decoded.values.length !== w.length) throw corrupt(`${where}: sparse blob has the wrong size`, where, `${w.length} bytes`, `${decoded.values.length} bytes`);
-        target.set(decoded.values);
-        if (w.patchLength > 0) {
-          const at = start + w.blobLength;
-          applyPatch(buffer.subarray(at, at + w.patchLength), target, w.elementBytes, `patch of ${where}`);
-        }
-        const crc = crc32(target);
-        if (crc !== w.crc) throw corrupt(`${where}: checksum mismatch`, where, `crc32 ${w.crc.toString(16)}`, crc.toString(16));
         this.filePos = w.offset + w.length;
+        if (w.kind === WEIGHT_KIND_PPSP) {
+          const start = h.dataStart + w.dataAt;
+          if (available < start + w.blobLength + w.patchLength) return;
+          const target = out.subarray(w.offset, w.offset + w.length);
+          const where = `weight ${i} of ${f.name}`;
+          decodePpspInto(buffer.subarray(start, start + w.blobLength), { dtypeCode: w.dtypeCode, shape: null, elements: w.length / w.elementBytes }, target, where, { zeroed: true });
+          if (w.patchLength > 0) {
+            const at = start + w.blobLength;
+            applyPatch(buffer.subarray(at, at + w.patchLength), target, w.elementBytes, `patch of ${where}`);
+          }
+          checkCrc(target, w.crc, where, where);
+        }
         this.weight++;
       }
       this.copySkeleton(out, f.size);
       if (this.skeletonPos !== f.skeletonRaw) throw corrupt('skeleton length mismatch', `file ${f.name}`, String(f.skeletonRaw), String(this.skeletonPos));
-      const crc = crc32(out);
-      if (crc !== f.crc) throw corrupt(`restored ${f.name}: checksum mismatch`, `file ${f.name}`, `crc32 ${f.crc.toString(16)}`, crc.toString(16));
       this.skeleton = null;
       this.file++;
       this.weight = -1;
     }
     if (available !== h.totalBytes) throw corrupt('pack has trailing bytes', `byte ${h.totalBytes}`, `${h.totalBytes} bytes`, `${available} bytes`);
-    if (this.dataCrc !== h.dataCrc) throw corrupt('pack data checksum mismatch', 'byte 32', `crc32 ${h.dataCrc.toString(16)}`, this.dataCrc.toString(16));
+    if (!this.dataCrcChecked) checkDataCrc(buffer.subarray(0, available), h);
+    releaseScratch();
     this.done = true;
   }
 
@@ -460,15 +434,23 @@ export class PackRestorer {
   }
 }
 
-/** Restores every file of a complete pack held in memory. */
+function checkDataCrc(pack: Uint8Array, h: PackHeader): void {
+  const crc = crc32(pack.subarray(h.dataStart, h.totalBytes));
+  if (crc !== h.dataCrc) throw corrupt('pack data checksum mismatch', 'byte 32', `crc32 ${h.dataCrc.toString(16)}`, crc.toString(16));
+}
+
+/** Restores every file of a complete pack held in memory (data CRC checked before decoding). */
 export function restorePack(bytes: Uint8Array, options: RestoreOptions = {}): RestoredPack {
   if (!(bytes instanceof Uint8Array)) throw new PrunepackError('INVALID_ARGUMENT', 'restorePack needs a Uint8Array', { found: typeof bytes });
-  const r = new PackRestorer(options);
+  let checked = false;
   if (bytes.length >= PACK_HEADER_BYTES) {
     const h = parseHeader(bytes);
     if (bytes.length < h.totalBytes) throw corrupt('pack is truncated', `byte ${bytes.length}`, `${h.totalBytes} bytes`, `${bytes.length} bytes`);
     if (bytes.length > h.totalBytes) throw corrupt('pack has trailing bytes', `byte ${h.totalBytes}`, `${h.totalBytes} bytes`, `${bytes.length} bytes`);
+    checkDataCrc(bytes, h);
+    checked = true;
   }
+  const r = new PackRestorer(options, checked);
   r.feed(bytes, bytes.length);
   return r.finish(bytes.length);
 }

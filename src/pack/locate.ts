@@ -60,6 +60,6 @@ const WIDTHS: Record<string, number> = {
   int64: 8, uint64: 8, bool: 1, complex64: 8, float8e4m3fn: 1, float8e4m3fnuz: 1, float8e5m2: 1, float8e5m2fnuz: 1, float8e8m0: 1,
 };
 
-function elementWidth(dtype: string): number {
+export function elementWidth(dtype: string): number {
   return WIDTHS[dtype] ?? 0;
 }

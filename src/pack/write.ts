@@ -11,10 +11,12 @@ import { isSparseDType, sparseElementBytes, type ZeroPoints } from '../sparsity/
 import { crc32, decodeSparse, encodeSparse, type DeflateLevel } from '../sparsity/codecs.js';
 import { parseEncoding, planWeightEncoding } from '../sparsity/cost.js';
 import {
-  checkPackName, FLAG_BYTE_IDENTICAL, FLAG_EXACT, FORMAT_CODES, MAX_FILES, MAX_NAME_BYTES, PACK_FILE_RECORD_FIXED,
-  PACK_HEADER_BYTES, PACK_MAGIC, PACK_VERSION, PACK_WEIGHT_RECORD_BYTES, putU64, restorePack, WEIGHT_KIND_PPSP,
-  type PackModelFormat,
+  checkPackName, FLAG_BYTE_IDENTICAL, FLAG_EXACT, FORMAT_CODES, MAX_FILES, MAX_NAME_BYTES, PACK_HEADER_BYTES, PACK_MAGIC,
+  PACK_VERSION, putU64, restorePack, WEIGHT_KIND_POOL, WEIGHT_KIND_PPSP, type PackModelFormat,
 } from './format.js';
+import { elementWidth } from './locate.js';
+import { encodePool, type PoolItem } from './pool-encode.js';
+import { ByteWriter } from './varint.js';
 
 export interface PackInputFile {
   /** Relative name ('/'-separated); the first file is the primary (model) file. */
@@ -41,7 +43,13 @@ export interface PackOptions {
   format?: PackModelFormat;
   /** Skip the final decode-and-compare self check (default false). */
   skipSelfCheck?: boolean;
+  /** Weights below this many bytes go into the shared pool section (default 64 KiB). */
+  poolWeightBytes?: number;
 }
+
+/** Defaults: weights under 64 KiB share the pool, up to 32 MiB of them (the pool is decoded at once). */
+export const POOL_WEIGHT_BYTES = 64 * 1024;
+export const POOL_TOTAL_BYTES = 32 * 1024 * 1024;
 
 export interface PackWeightReport {
   name: string;
@@ -62,6 +70,9 @@ export interface PackReport {
   packBytes: number;
   skeletonBytes: number;
   skeletonRawBytes: number;
+  /** The pool section (all small weights together) and how many weights it holds. */
+  poolBytes: number;
+  pooledWeights: number;
   weights: PackWeightReport[];
   /** Ranges left in the skeleton because they cannot be encoded (overlapping, unsupported dtype, size mismatch). */
   skipped: { name: string; why: string }[];
@@ -101,6 +112,14 @@ function count(n: number, what: string): number {
   return n;
 }
 
+interface Planned {
+  r: PackRange;
+  width: number;
+  kind: number;
+  blob?: Uint8Array;
+  encoding: string;
+}
+
 /** Builds a pack. Ranges may come in any order; overlapping or unusable ones stay in the skeleton. */
 export function buildPack(files: readonly PackInputFile[], ranges: readonly PackRange[], options: PackOptions = {}): { bytes: Uint8Array; report: PackReport } {
   if (files.length === 0 || files.length > MAX_FILES) throw new PrunepackError('INVALID_ARGUMENT', 'a pack holds 1..65535 files', { found: String(files.length) });
@@ -114,6 +133,7 @@ export function buildPack(files: readonly PackInputFile[], ranges: readonly Pack
   if (new Set(files.map((f) => f.name)).size !== files.length) throw new PrunepackError('INVALID_ARGUMENT', 'file names must be unique');
   const level = options.level ?? 9;
   const exact = options.exact ?? false;
+  const poolWeightBytes = options.poolWeightBytes ?? POOL_WEIGHT_BYTES;
   const skipped: PackReport['skipped'] = [];
   const kept: PackReport['kept'] = [];
 
@@ -125,8 +145,8 @@ export function buildPack(files: readonly PackInputFile[], ranges: readonly Pack
     count(r.offset, 'offset'); count(r.length, 'length');
     if (r.length === 0) continue;
     if (r.offset + r.length > f.bytes.length) { skipped.push({ name: r.name, why: 'range past the end of its file' }); continue; }
-    if (!isSparseDType(r.dtype)) { skipped.push({ name: r.name, why: `dtype ${r.dtype} has no sparse codec` }); continue; }
-    const width = sparseElementBytes(r.dtype);
+    const width = elementWidth(r.dtype);
+    if (width === 0) { skipped.push({ name: r.name, why: `dtype ${r.dtype} has no fixed element width` }); continue; }
     const elements = r.shape.reduce((a, b) => a * b, 1);
     if (elements * width !== r.length) { skipped.push({ name: r.name, why: `shape [${r.shape.join(',')}] does not match ${r.length} bytes` }); continue; }
     perFile[r.file]!.push(r);
@@ -144,28 +164,46 @@ export function buildPack(files: readonly PackInputFile[], ranges: readonly Pack
     }
   }
 
-  const sections: Uint8Array[] = [];
-  const fileRecords: Uint8Array[] = [];
-  const weightRecords: Uint8Array[] = [];
+  // Encoding per range: small ones into the pool, large sparse ones as PPSP blobs, the rest stays.
+  let pooledTotal = 0;
+  const planned: Planned[][] = perFile.map((list, fi) => {
+    const out: Planned[] = [];
+    for (const r of list) {
+      const width = elementWidth(r.dtype);
+      const original = files[fi]!.bytes.subarray(r.offset, r.offset + r.length);
+      if (r.length < poolWeightBytes && pooledTotal + r.length <= POOL_TOTAL_BYTES) {
+        pooledTotal += r.length;
+        out.push({ r, width, kind: WEIGHT_KIND_POOL, encoding: 'pool' });
+        continue;
+      }
+      if (!isSparseDType(r.dtype)) { kept.push({ name: r.name, why: `kept in the skeleton (dtype ${r.dtype} has no sparse codec)` }); continue; }
+      const e = encodeRange(original, r, level);
+      if (typeof e === 'string') (e.startsWith('kept in the skeleton') ? kept : skipped).push({ name: r.name, why: e });
+      else out.push({ r, width, kind: WEIGHT_KIND_PPSP, ...e });
+    }
+    return out;
+  });
+
+  const poolItems: PoolItem[] = [];
+  for (const [fi, list] of planned.entries()) {
+    for (const p of list) if (p.kind === WEIGHT_KIND_POOL) poolItems.push({ bytes: files[fi]!.bytes.subarray(p.r.offset, p.r.offset + p.r.length), width: p.width });
+  }
+  const pool = poolItems.length > 0 ? encodePool(poolItems, level) : new Uint8Array(0);
+
+  const index = new ByteWriter().varint(pool.length);
+  const weightIndex = new ByteWriter();
+  const sections: Uint8Array[] = [pool];
   const reports: PackWeightReport[] = [];
-  let data = 0;
-  let weightIndex = 0;
   let byteIdentical = true;
   let skeletonBytes = 0;
   let skeletonRawBytes = 0;
   files.forEach((file, fi) => {
-    const encoded: { r: PackRange; blob: Uint8Array; encoding: string }[] = [];
-    for (const r of perFile[fi]!) {
-      const e = encodeRange(file.bytes.subarray(r.offset, r.offset + r.length), r, level);
-      if (typeof e === 'string') (e.startsWith('kept in the skeleton') ? kept : skipped).push({ name: r.name, why: e });
-      else encoded.push({ r, ...e });
-    }
-    const list = encoded.map((e) => e.r);
-    const cut = list.reduce((n, r) => n + r.length, 0);
+    const list = planned[fi]!;
+    const cut = list.reduce((n, p) => n + p.r.length, 0);
     const skeletonRaw = new Uint8Array(file.bytes.length - cut);
     let pos = 0;
     let s = 0;
-    for (const r of list) {
+    for (const { r } of list) {
       skeletonRaw.set(file.bytes.subarray(pos, r.offset), s);
       s += r.offset - pos;
       pos = r.offset + r.length;
@@ -174,56 +212,40 @@ export function buildPack(files: readonly PackInputFile[], ranges: readonly Pack
     const skeleton = deflateSync(skeletonRaw, { level });
     skeletonBytes += skeleton.length;
     skeletonRawBytes += skeletonRaw.length;
-    const rec = new Uint8Array(2 + names[fi]!.length + PACK_FILE_RECORD_FIXED - 2);
-    const rv = new DataView(rec.buffer);
-    rv.setUint16(0, names[fi]!.length, true);
-    rec.set(names[fi]!, 2);
-    const at = 2 + names[fi]!.length;
-    putU64(rv, at, file.bytes.length);
-    // CRC of the restored file is filled in below (it depends on the patches).
-    putU64(rv, at + 12, data);
-    putU64(rv, at + 20, skeleton.length);
-    putU64(rv, at + 28, skeletonRaw.length);
-    rv.setUint32(at + 36, weightIndex, true);
-    rv.setUint32(at + 40, list.length, true);
+    index.varint(names[fi]!.length).bytes(names[fi]!).varint(file.bytes.length).u32(crc32(skeletonRaw))
+      .varint(skeleton.length).varint(skeletonRaw.length).varint(list.length);
     sections.push(skeleton);
-    data += skeleton.length;
-    const restoredFile = file.bytes.slice();
-    for (const { r, blob, encoding } of encoded) {
+    let end = 0;
+    for (const { r, width, kind, blob, encoding } of list) {
       const original = file.bytes.subarray(r.offset, r.offset + r.length);
-      const decoded = decodeSparse(blob, { maxDenseBytes: r.length }).values;
-      const width = sparseElementBytes(r.dtype);
+      weightIndex.varint(r.offset - end).varint(r.length).u8(kind).u8(width);
+      end = r.offset + r.length;
+      if (kind === WEIGHT_KIND_POOL) {
+        weightIndex.u32(crc32(original));
+        reports.push({ name: r.name, file: file.name, offset: r.offset, bytes: r.length, encoding, packedBytes: 0, differingElements: 0 });
+        continue;
+      }
+      const decoded = decodeSparse(blob!, { maxDenseBytes: r.length }).values;
       const patch = patchFor(original, decoded, width, level);
       let restored = decoded;
       if (patch && exact) restored = original;
       else if (patch) byteIdentical = false;
-      restoredFile.set(restored, r.offset);
-      const wrec = new Uint8Array(PACK_WEIGHT_RECORD_BYTES);
-      const wv = new DataView(wrec.buffer);
-      putU64(wv, 0, r.offset);
-      putU64(wv, 8, r.length);
-      putU64(wv, 16, data);
-      wv.setUint32(24, blob.length, true);
       const patchStored = patch && exact ? patch.stored : null;
-      wv.setUint32(28, patchStored?.length ?? 0, true);
-      wv.setUint32(32, crc32(restored), true);
-      wrec[36] = WEIGHT_KIND_PPSP;
-      wrec[37] = width;
-      weightRecords.push(wrec);
-      sections.push(blob);
+      weightIndex.u32(crc32(restored)).u8(blob![6]!).varint(blob!.length).varint(patchStored?.length ?? 0);
+      sections.push(blob!);
       if (patchStored) sections.push(patchStored);
-      const packed = blob.length + (patchStored?.length ?? 0);
-      data += packed;
+      const packed = blob!.length + (patchStored?.length ?? 0);
       reports.push({ name: r.name, file: file.name, offset: r.offset, bytes: r.length, encoding, packedBytes: packed, differingElements: patch?.count ?? 0 });
-      weightIndex++;
     }
-    rv.setUint32(at + 8, crc32(restoredFile), true);
-    fileRecords.push(rec);
   });
+  // File records first, then every weight record (in file order).
+  index.bytes(weightIndex.finish());
+  const indexRaw = index.finish();
+  const indexStored = deflateSync(indexRaw, { level });
+  const weightCount = planned.reduce((n, l) => n + l.length, 0);
 
-  const indexBytes = fileRecords.reduce((n, r) => n + r.length, 0) + weightRecords.length * PACK_WEIGHT_RECORD_BYTES;
-  const dataStart = PACK_HEADER_BYTES + indexBytes + 4;
-  const total = dataStart + data;
+  const dataStart = PACK_HEADER_BYTES + indexStored.length + 4;
+  const total = dataStart + sections.reduce((n, s) => n + s.length, 0);
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
   for (let i = 0; i < 4; i++) out[i] = PACK_MAGIC.charCodeAt(i);
@@ -232,13 +254,14 @@ export function buildPack(files: readonly PackInputFile[], ranges: readonly Pack
   out[5] = (exact ? FLAG_EXACT : 0) | (identical ? FLAG_BYTE_IDENTICAL : 0);
   out[6] = FORMAT_CODES[options.format ?? 'unknown'];
   view.setUint32(8, files.length, true);
-  view.setUint32(12, weightRecords.length, true);
-  putU64(view, 16, indexBytes);
+  view.setUint32(12, weightCount, true);
+  view.setUint32(16, indexStored.length, true);
+  view.setUint32(20, indexRaw.length, true);
   putU64(view, 24, total);
-  // Data CRC and header CRC are written once the sections are in place (below).
   let at = PACK_HEADER_BYTES;
-  for (const r of [...fileRecords, ...weightRecords]) { out.set(r, at); at += r.length; }
-  view.setUint32(at, crc32(out.subarray(PACK_HEADER_BYTES, at)), true);
+  out.set(indexStored, at);
+  at += indexStored.length;
+  view.setUint32(at, crc32(indexStored), true);
   at += 4;
   for (const s of sections) { out.set(s, at); at += s.length; }
   view.setUint32(32, crc32(out.subarray(dataStart)), true);
@@ -258,7 +281,8 @@ export function buildPack(files: readonly PackInputFile[], ranges: readonly Pack
     report: {
       format: options.format ?? 'unknown', exact, byteIdentical: identical,
       inputBytes: files.reduce((n, f) => n + f.bytes.length, 0), packBytes: total,
-      skeletonBytes, skeletonRawBytes, weights: reports, skipped, kept,
+      skeletonBytes, skeletonRawBytes, poolBytes: pool.length, pooledWeights: poolItems.length,
+      weights: reports, skipped, kept,
     },
   };
 }
