@@ -14,7 +14,7 @@ import {
 } from '../../schemas/generated/onnx/onnx-descriptor.js';
 import { PrunepackError } from '../../src/errors.js';
 import { MAX_PROTOBUF_BYTES, ProtoReader, WIRE_LEN, WIRE_VARINT } from './protobuf.js';
-import { integerValues, parseSparseTensor, type SparseInfo } from './sparse.js';
+import { integerValues, parseSparseTensor, SparseExpansionBudget, type SparseInfo } from './sparse.js';
 import { parseStringEntry, parseTensor, tensorDenseBytes, type TensorInfo, type TensorParseOptions } from './tensor.js';
 
 /** A parsed message: its body range and the message that contains it. */
@@ -185,9 +185,12 @@ class ParseContext {
   private readonly usedNames = new Set<string>();
   /** Initializers seen while parsing graphs, decoded by collectSlots once every graph is known. */
   private readonly pending = new Map<OnnxGraph, PendingTensor[]>();
+  /** Dense bytes the file's sparse tensors may expand to (checked as each one is parsed). */
+  private readonly budget: SparseExpansionBudget;
 
   constructor(private readonly doc: OnnxDocument) {
     this.tensorOptions = { modelPath: doc.modelPath, resolveExternal: true };
+    this.budget = new SparseExpansionBudget(doc.bytes.length);
   }
 
   parseGraph(
@@ -352,11 +355,11 @@ class ParseContext {
           tensor.where = `${where} "${tensor.name}"`;
           this.addSlot({ kind: 'initializer', graph, field: p.field, tensor, valueName: tensor.name, name: '' });
         } else {
-          const sparse = parseSparseTensor(bytes, p.body[0], p.body[1], where, this.tensorOptions);
+          const sparse = parseSparseTensor(bytes, p.body[0], p.body[1], where, this.tensorOptions, this.budget);
           this.addSlot({ kind: 'sparse-initializer', graph, field: p.field, sparse, valueName: sparse.name, name: '' });
         }
       }
-      const patterns = findScatterPatterns(this.doc, graph);
+      const patterns = findScatterPatterns(this.doc, graph, this.budget);
       const inPattern = new Set<OnnxNode>();
       for (const pattern of patterns) for (const n of pattern.nodes) inPattern.add(n);
       const patternByLast = new Map(patterns.map((p) => [p.nodes[p.nodes.length - 1]!, p]));
@@ -374,7 +377,7 @@ class ParseContext {
             const tensor = parseTensor(bytes, attribute.tensorField.body[0], attribute.tensorField.body[1], where, this.tensorOptions);
             this.addSlot({ kind: 'constant', graph, node, attribute, tensor, valueName, name: '' });
           } else if (attribute.name === 'sparse_value' && attribute.sparseField) {
-            const sparse = parseSparseTensor(bytes, attribute.sparseField.body[0], attribute.sparseField.body[1], where, this.tensorOptions);
+            const sparse = parseSparseTensor(bytes, attribute.sparseField.body[0], attribute.sparseField.body[1], where, this.tensorOptions, this.budget);
             this.addSlot({ kind: 'constant-sparse', graph, node, attribute, sparse, valueName, name: '' });
           }
         }
@@ -489,7 +492,7 @@ function constantTensor(doc: OnnxDocument, node: OnnxNode | undefined, where: st
  * the form prunepack writes for sparse weights when the model's opset is 9 or 10, where the
  * Constant operator has no sparse_value attribute.
  */
-function findScatterPatterns(doc: OnnxDocument, graph: OnnxGraph): ScatterPattern[] {
+function findScatterPatterns(doc: OnnxDocument, graph: OnnxGraph, budget: SparseExpansionBudget): ScatterPattern[] {
   const producers = new Map<string, OnnxNode>();
   for (const node of graph.nodes) for (const out of node.outputs) if (out) producers.set(out, node);
   const uses = usesInScope(graph);
@@ -550,6 +553,9 @@ function findScatterPatterns(doc: OnnxDocument, graph: OnnxGraph): ScatterPatter
     // Nodes must appear in graph order for the writer (it replaces the last one).
     nodes.sort((a, b) => a.index - b.index);
     if (nodes[nodes.length - 1] !== (name === scatter.outputs[0] ? scatter : nodes.find((n) => n.opType === 'Reshape'))) continue;
+    // Beyond the expansion budget the chain stays what it is in the file: operators, not a weight.
+    const external = (indicesTensor.resolved?.length ?? 0) + (valuesTensor.resolved?.length ?? 0);
+    if (!budget.tryCharge(valuesTensor.dtype, total, external)) continue;
     patterns.push({
       nodes,
       sparse: {
