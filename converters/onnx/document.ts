@@ -105,6 +105,8 @@ export interface OnnxDocument {
   trainingBound: Set<string>;
   /** New dense bytes by slot index (from withWeights). */
   overrides: Map<number, Uint8Array>;
+  /** Real paths of the external data files the weights are read from (Model.companionFiles). */
+  externalFiles: Set<string>;
 }
 
 const MAX_GRAPH_DEPTH = 64;
@@ -151,7 +153,7 @@ export function parseOnnxDocument(bytes: Uint8Array, options: ReadOnnxOptions = 
   }
   if (!graphRange && functions.length === 0) throw corrupt('ModelProto has no graph', 'ModelProto', 'a graph (field 7)', 'none');
   const doc: OnnxDocument = {
-    bytes, modelPath: options.path, irVersion, opsets, model, graphs: [], slots: [], trainingBound: new Set(), overrides: new Map(),
+    bytes, modelPath: options.path, irVersion, opsets, model, graphs: [], slots: [], trainingBound: new Set(), overrides: new Map(), externalFiles: new Set(),
   };
   const ctx = new ParseContext(doc);
   if (graphRange) ctx.parseGraph(graphRange[1], graphRange[2], 'main', 'graph', model, undefined, undefined, opsets.get(''), 0);
@@ -189,7 +191,7 @@ class ParseContext {
   private readonly budget: SparseExpansionBudget;
 
   constructor(private readonly doc: OnnxDocument) {
-    this.tensorOptions = { modelPath: doc.modelPath, resolveExternal: true };
+    this.tensorOptions = weightTensorOptions(doc);
     this.budget = new SparseExpansionBudget(doc.bytes.length);
   }
 
@@ -394,6 +396,11 @@ class ParseContext {
   }
 }
 
+/** Options for parsing weight tensors: external data resolved (checked) now, and its file recorded. */
+function weightTensorOptions(doc: OnnxDocument): TensorParseOptions {
+  return { modelPath: doc.modelPath, resolveExternal: true, externalFiles: doc.externalFiles };
+}
+
 function isConstant(node: OnnxNode): boolean {
   return node.opType === 'Constant' && (node.domain === '' || node.domain === 'ai.onnx');
 }
@@ -483,7 +490,7 @@ function constantTensor(doc: OnnxDocument, node: OnnxNode | undefined, where: st
   if (!node || !isConstant(node) || node.outputs.length !== 1 || node.attributes.length !== 1) return undefined;
   const attribute = node.attributes[0]!;
   if (attribute.name !== 'value' || !attribute.tensorField) return undefined;
-  return parseTensor(doc.bytes, attribute.tensorField.body[0], attribute.tensorField.body[1], where, { modelPath: doc.modelPath, resolveExternal: true });
+  return parseTensor(doc.bytes, attribute.tensorField.body[0], attribute.tensorField.body[1], where, weightTensorOptions(doc));
 }
 
 /**
