@@ -40,15 +40,20 @@ function positioned(chunks: Chunks): Chunk[] {
   return out;
 }
 
-/** The external data file's pieces, ranges of input files read one piece at a time as they are written. */
+/**
+ * The external data file's pieces; ranges of input files are read one piece at a time into one
+ * reused buffer (writeFileAtomic writes each chunk before it asks for the next).
+ */
 function* externalChunks(parts: readonly ExternalPart[]): Generator<Chunk> {
+  let buffer: Uint8Array | undefined;
   let position = 0;
   for (const part of parts) {
     if (part instanceof Uint8Array) {
       yield { position, bytes: part };
     } else {
+      buffer ??= new Uint8Array(COPY_PIECE);
       for (let done = 0; done < part.length; done += COPY_PIECE) {
-        yield { position: position + done, bytes: readExternalData(part.source, part.where, done, Math.min(COPY_PIECE, part.length - done)) };
+        yield { position: position + done, bytes: readExternalData(part.source, part.where, done, Math.min(COPY_PIECE, part.length - done), buffer) };
       }
     }
     position += part.length;

@@ -224,26 +224,37 @@ function setPacked(bytes: Uint8Array, index: number, bits: number, value: number
 
 /** Linear positions of the elements whose bits are not all zero (strings: non-empty). */
 export function nonZeroPositions(dense: Uint8Array, dtype: DType, count: number): Float64Array {
-  const bits = dtypeBits(dtype);
-  const positions: number[] = [];
   if (dtype === 'string') {
+    const positions: number[] = [];
     splitStrings(dense, count, 'string tensor').forEach((s, i) => { if (s.length) positions.push(i); });
     return Float64Array.from(positions);
   }
-  if (bits >= 8) {
-    const w = bits / 8;
-    if (w === 4 && dense.byteOffset % 4 === 0) {
-      const words = new Uint32Array(dense.buffer, dense.byteOffset, count);
-      for (let i = 0; i < count; i++) if (words[i] !== 0) positions.push(i);
-    } else {
-      for (let i = 0; i < count; i++) {
-        for (let b = 0; b < w; b++) if (dense[i * w + b] !== 0) { positions.push(i); break; }
-      }
-    }
-  } else {
-    for (let i = 0; i < count; i++) if (getPacked(dense, i, bits) !== 0) positions.push(i);
+  // Two passes (count, then fill) so a large tensor needs no growing JavaScript array.
+  if (dtypeBits(dtype) === 32 && dense.byteOffset % 4 === 0) {
+    const words = new Uint32Array(dense.buffer, dense.byteOffset, count);
+    let nnz = 0;
+    for (let i = 0; i < count; i++) if (words[i] !== 0) nnz++;
+    const positions = new Float64Array(nnz);
+    for (let i = 0, k = 0; k < nnz; i++) if (words[i] !== 0) positions[k++] = i;
+    return positions;
   }
-  return Float64Array.from(positions);
+  const isNonZero = nonZeroTest(dense, dtype, count);
+  let nnz = 0;
+  for (let i = 0; i < count; i++) if (isNonZero(i)) nnz++;
+  const positions = new Float64Array(nnz);
+  for (let i = 0, k = 0; k < nnz; i++) if (isNonZero(i)) positions[k++] = i;
+  return positions;
+}
+
+function nonZeroTest(dense: Uint8Array, dtype: DType, count: number): (i: number) => boolean {
+  const bits = dtypeBits(dtype);
+  if (bits < 8) return (i) => getPacked(dense, i, bits) !== 0;
+  const w = bits / 8;
+  if (w === 1) return (i) => dense[i] !== 0;
+  return (i) => {
+    for (let b = 0; b < w; b++) if (dense[i * w + b] !== 0) return true;
+    return false;
+  };
 }
 
 /** The values at `positions`, packed like raw_data. */
