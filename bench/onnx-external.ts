@@ -2,10 +2,11 @@
  * Benchmark: an ONNX model whose weights live in an external data file (a chain of MatMul with
  * float32 weights, about 80% zeros), generated at the requested size. Measured:
  *  - `onnx` read + write (openModel, writeOnnxFiles with external data): time against a plain
- *    copy of the same two files (64 MiB reads and writes, fsync, like writeFileAtomic), in the
- *    same process; peak RSS in a fresh child process as a ratio to the model size;
+ *    copy of the same two files to new files (64 MiB reads and writes, fsync, like
+ *    writeFileAtomic), in the same process; peak RSS in a fresh child process as a ratio to the
+ *    model size;
  *  - `onnx-sparse` of it (no target: sparse encoding reads every weight and encodes it).
- * `node dist/bench/onnx-external.js [--size BYTES] [--json]` runs it alone (the >2 GB check of
+ * `node dist/bench/onnx-external.js [--size BYTES] [--rounds N] [--json]` runs it alone (the >2 GB check of
  * issue 8); bench/run.ts runs it so, in its own process, so that no child inherits a large peak RSS.
  */
 import fs from 'node:fs';
@@ -164,9 +165,15 @@ export function benchOnnxExternal(sizeBytes: number, options: { rounds?: number;
     let copy = Infinity;
     let ours = Infinity;
     let oursSparse = Infinity;
+    // Every timed write goes to new files (the previous ones removed untimed): on this ext4 disk,
+    // rewriting a just-truncated file was up to 10x faster than writing a new one.
+    const fresh = (folder: string) => fs.rmSync(folder, { recursive: true, force: true });
     for (let r = 0; r < rounds; r++) {
+      fresh(p.copy);
       copy = Math.min(copy, seconds(() => plainCopy([p.model, p.data], p.copy)));
+      fresh(path.dirname(p.out));
       ours = Math.min(ours, seconds(() => prunepackWrite(p.model, p.out, 'onnx')));
+      fresh(path.dirname(p.sparse));
       oursSparse = Math.min(oursSparse, seconds(() => prunepackWrite(p.model, p.sparse, 'onnx-sparse')));
       log(`${name}: round ${r + 1}: copy ${copy.toFixed(2)} s, onnx ${ours.toFixed(2)} s, onnx-sparse ${oursSparse.toFixed(2)} s (best so far)`);
     }
@@ -193,7 +200,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === here) {
   else {
     const at = argv.indexOf('--size');
     const size = at >= 0 ? Number(argv[at + 1]) : 1e9;
-    const rows = benchOnnxExternal(size, { log: (line) => console.error(line) });
+    const roundsAt = argv.indexOf('--rounds');
+    const rows = benchOnnxExternal(size, { log: (line) => console.error(line), ...(roundsAt >= 0 ? { rounds: Number(argv[roundsAt + 1]) } : {}) });
     if (argv.includes('--json')) console.log(JSON.stringify(rows));
     else for (const r of rows) console.log(`${r.benchmark}: ${r.metric}  ${Number.isInteger(r.value) ? r.value : r.value.toFixed(3)}${r.target ? `  (target ${r.target})` : ''}`);
   }
