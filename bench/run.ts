@@ -100,6 +100,11 @@ async function main(): Promise<void> {
       );
     }
     rows.push({ benchmark: 'vs official converter: all four', metric: 'ours / official, total bytes', value: oursTotal / officialTotal, target: '<= 0.9' });
+    // 4. ONNX with external data, ~1 GB (bench/onnx-external.ts), in its own process so that its
+    // children do not inherit this process's peak RSS.
+    const onnx = spawnSync(process.execPath, [path.join(here, 'onnx-external.js'), '--size', String(Math.round(1e9 * scale)), '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    if (onnx.status !== 0) throw new Error(`bench/onnx-external failed (exit ${onnx.status})`);
+    rows.push(...(JSON.parse(onnx.stdout.trim().split('\n').pop()!) as Row[]));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -7,14 +7,15 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { encodeOnnxModel, type ModelSpec, type TensorStorageSpec } from '../converters/onnx/builder.js';
-import { writeOnnxFiles } from '../converters/onnx/files.js';
+import { defaultExternalLocation, writeOnnxFiles } from '../converters/onnx/files.js';
 import { readOnnx, writeOnnx, type OnnxWeight } from '../converters/onnx/index.js';
 import { PrunepackError } from '../src/errors.js';
 import { openModel } from '../src/index.js';
 import { compareOnnxModels } from '../src/verify/onnx-runtime.js';
 import { mulberry32 } from '../src/verify/tflite-runtime.js';
-import { tempDir } from './helpers.js';
+import { repoPath, tempDir } from './helpers.js';
 
 const ROWS = 16;
 const COLS = 8;
@@ -209,5 +210,73 @@ describe('writing external data', () => {
     assert.throws(() => writeOnnxFiles(m, path.join(folder, 'esc.onnx'), { target: 'onnx', externalData: { location: '../outside/x.data', threshold: 1 } }),
       (e: unknown) => e instanceof PrunepackError && e.code === 'UNSAFE_PATH');
     assert.ok(!fs.existsSync(path.join(outside, 'x.data')));
+  });
+});
+
+describe('the input\'s external data files (Model.companionFiles)', () => {
+  /** A folder holding in.onnx whose weights live in out.onnx.data: the name an output out.onnx would give its data. */
+  function setUp(name: string): { dir: string; input: string; data: string; dataBytes: Buffer } {
+    const dir = path.join(root, name);
+    fs.mkdirSync(dir);
+    const dataBytes = Buffer.concat([Buffer.from(W1_BYTES), Buffer.from(W2_BYTES)]);
+    const data = path.join(dir, 'out.onnx.data');
+    fs.writeFileSync(data, dataBytes);
+    const input = path.join(dir, 'in.onnx');
+    fs.writeFileSync(input, model(
+      { external: { location: 'out.onnx.data', offset: 0, length: W1_BYTES.length } },
+      { external: { location: 'out.onnx.data', offset: W1_BYTES.length, length: W2_BYTES.length } },
+    ));
+    return { dir, input, data, dataBytes };
+  }
+
+  test('lists every external data file read, once, by its real path; none without external data', () => {
+    const file = writeModelFile('companions.onnx', model(
+      { external: { location: 'weights.bin', offset: 100, length: W1_BYTES.length } },
+      { external: { location: 'inside-link.bin', offset: 100 + W1_BYTES.length } },
+    ));
+    assert.deepEqual(openModel(file).model.companionFiles, [fs.realpathSync(path.join(folder, 'weights.bin'))]);
+    const sub = writeModelFile('companions-sub.onnx', model({ external: { location: 'sub/w1.bin' } }));
+    assert.deepEqual(openModel(sub).model.companionFiles, [fs.realpathSync(path.join(folder, 'sub', 'w1.bin'))]);
+    assert.equal(openModel(writeModelFile('companions-none.onnx', model('raw'))).model.companionFiles, undefined);
+  });
+
+  test('writeOnnxFiles refuses to write its data file over the input\'s (out.onnx -> out.onnx.data); the data is unchanged', () => {
+    const { dir, input, data, dataBytes } = setUp('companion-lib');
+    const { model: m } = openModel(input);
+    const out = path.join(dir, 'out.onnx');
+    assert.equal(defaultExternalLocation(out), 'out.onnx.data');
+    assert.throws(() => writeOnnxFiles(m, out, { target: 'onnx', externalData: { location: defaultExternalLocation(out), threshold: 1 } }), (e: unknown) => {
+      assert.ok(e instanceof PrunepackError && e.code === 'INVALID_ARGUMENT', String(e));
+      assert.match(e.message, /external data file would replace an external data file the input model reads/);
+      assert.equal(e.found, `${data} is ${fs.realpathSync(data)}`);
+      return true;
+    });
+    assert.deepEqual(fs.readFileSync(data), dataBytes);
+    assert.ok(!fs.existsSync(out));
+    // Under another data name the same call works, and the copy reads back equal.
+    const result = writeOnnxFiles(m, out, { target: 'onnx', externalData: { location: 'copy.data', threshold: 1 } });
+    assert.equal(result.externalBytes >= dataBytes.length, true);
+    assert.deepEqual(fs.readFileSync(data), dataBytes);
+    const back = openModel(out).model;
+    assert.deepEqual(back.companionFiles, [fs.realpathSync(path.join(dir, 'copy.data'))]);
+    assert.deepEqual(Buffer.concat(back.weights.map((w) => w.denseBytes())), dataBytes);
+  });
+
+  test('convert -o out.onnx keeps the input\'s out.onnx.data intact, and -o out.onnx.data is refused', () => {
+    const { dir, input, data, dataBytes } = setUp('companion-cli');
+    const cli = (...args: string[]) => spawnSync(process.execPath, [repoPath('dist', 'src', 'cli', 'bin.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
+    const out = path.join(dir, 'out.onnx');
+    const converted = cli('convert', input, '--to', 'onnx', '-o', out, '--no-verify');
+    assert.deepEqual(fs.readFileSync(data), dataBytes);
+    if (converted.status === 0) {
+      const back = openModel(out).model;
+      assert.deepEqual(Buffer.concat(back.weights.map((w) => w.denseBytes())), dataBytes);
+    } else {
+      assert.match(converted.stderr, /external data/, converted.stderr);
+    }
+    const replaced = cli('convert', input, '--to', 'onnx', '-o', data, '--force', '--no-verify');
+    assert.equal(replaced.status, 2, replaced.stderr);
+    assert.match(replaced.stderr, /would replace the input/);
+    assert.deepEqual(fs.readFileSync(data), dataBytes);
   });
 });

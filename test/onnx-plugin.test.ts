@@ -299,6 +299,100 @@ describe('sparse tensors', () => {
   });
 });
 
+/** A model whose sparse initializers declare the given dims (float32), each with one stored value. */
+function declaredSparseModel(tensors: Array<{ name: string; dims: number[] }>): ModelSpec {
+  return {
+    irVersion: 8, opsets: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'declared',
+      nodes: tensors.map((t, i) => ({ opType: 'Identity', inputs: [t.name], outputs: [`y${i}`] })),
+      sparseInitializers: tensors.map((t) => ({ name: t.name, dtype: 'float32' as const, dims: t.dims, values: float32Bytes([1]), indices: [7] })),
+      inputs: [],
+      outputs: tensors.map((t, i) => ({ name: `y${i}`, dtype: 'float32' as const })),
+    },
+  };
+}
+
+/** int64 little-endian bytes. */
+function int64Bytes(values: number[]): Uint8Array {
+  return new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer);
+}
+
+/** Opset 9 `Reshape(Scatter(ConstantOfShape([n]), [3], [1.5]), dims)` feeding a MatMul: prunepack's scatter form. */
+function scatterModel(dims: number[]): ModelSpec {
+  const n = dims.reduce((a, b) => a * b, 1);
+  const constant = (output: string, tensor: { dtype: DType; dims: number[]; data: Uint8Array }) => ({ opType: 'Constant', outputs: [output], attributes: [{ name: 'value', tensor }] });
+  return {
+    irVersion: 4, opsets: [{ domain: '', version: 9 }],
+    graph: {
+      name: 'scatter',
+      nodes: [
+        constant('n', { dtype: 'int64', dims: [1], data: int64Bytes([n]) }),
+        { opType: 'ConstantOfShape', inputs: ['n'], outputs: ['zeros'] },
+        constant('idx', { dtype: 'int64', dims: [1], data: int64Bytes([3]) }),
+        constant('vals', { dtype: 'float32', dims: [1], data: float32Bytes([1.5]) }),
+        { opType: 'Scatter', inputs: ['zeros', 'idx', 'vals'], outputs: ['flat'], attributes: [{ name: 'axis', int: 0 }] },
+        constant('shape', { dtype: 'int64', dims: [dims.length], data: int64Bytes(dims) }),
+        { opType: 'Reshape', inputs: ['flat', 'shape'], outputs: ['W'] },
+        { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['y'] },
+      ],
+      inputs: [{ name: 'x', dtype: 'float32', dims: [1, dims[0]!] }],
+      outputs: [{ name: 'y', dtype: 'float32' }],
+    },
+  };
+}
+
+describe('sparse expansion limit (fuzz finding 8)', () => {
+  const limitFor = (fileBytes: number) => 64 * 2 ** 20 + 64 * fileBytes;
+
+  test('a sparse initializer declaring 16384 x 16384 float32 (1 GiB) with one value is refused at read', () => {
+    const bytes = encodeOnnxModel(declaredSparseModel([{ name: 'huge', dims: [16384, 16384] }]));
+    assert.throws(() => readOnnx(bytes), (e: unknown) => {
+      assert.ok(e instanceof PrunepackError && e.code === 'UNSUPPORTED', String(e));
+      assert.match(e.message, /declare more dense data than prunepack expands/);
+      assert.match(e.location ?? '', /sparse_initializer\[0\]/);
+      assert.equal(e.expected, `at most ${limitFor(bytes.length)} dense bytes in total (64 MiB + 64 x ${bytes.length} stored bytes)`);
+      assert.match(e.found ?? '', /^1073741824 bytes with this tensor \(1073741824 bytes for float32\[16384, 16384\]\)$/);
+      assert.match(e.hint ?? '', /damaged or hostile/);
+      return true;
+    });
+  });
+
+  test('the limit counts all sparse tensors of the file together; the one that crosses it is named', () => {
+    // 40 MiB each: one fits under 64 MiB + 64 x (a few hundred bytes), two do not.
+    const one = encodeOnnxModel(declaredSparseModel([{ name: 'a', dims: [10 * 1024, 1024] }]));
+    const model = readOnnx(one);
+    assert.equal(model.weights[0]!.denseBytes().length, 40 * 2 ** 20);
+    const two = encodeOnnxModel(declaredSparseModel([{ name: 'a', dims: [10 * 1024, 1024] }, { name: 'b', dims: [10 * 1024, 1024] }]));
+    assert.throws(() => readOnnx(two), (e: unknown) => {
+      assert.ok(e instanceof PrunepackError && e.code === 'UNSUPPORTED', String(e));
+      assert.match(e.location ?? '', /sparse_initializer\[1\]/);
+      assert.match(e.found ?? '', /^83886080 bytes with this tensor/);
+      return true;
+    });
+  });
+
+  test('one sparse tensor over 2 GiB dense is refused whatever the file size', () => {
+    const bytes = encodeOnnxModel(declaredSparseModel([{ name: 'big', dims: [2 ** 29] }]));
+    assertError(() => readOnnx(bytes), 'UNSUPPORTED', /dense size over 2 GiB/);
+  });
+
+  test('Constant sparse_value is counted too', () => {
+    const spec = sparseModel();
+    spec.graph.nodes[0] = { opType: 'Constant', outputs: ['C'], attributes: [{ name: 'sparse_value', sparse: { dtype: 'float32', dims: [16384, 16384], values: float32Bytes([1]), indices: [3] } }] };
+    assertError(() => readOnnx(encodeOnnxModel(spec)), 'UNSUPPORTED', /declare more dense data/);
+  });
+
+  test('a scatter chain declaring more than the limit stays operators (not a weight, never expanded)', () => {
+    const small = readOnnx(encodeOnnxModel(scatterModel([64, 32])));
+    assert.deepEqual((small.weights as OnnxWeight[]).map((w) => w.onnx.kind), ['scatter']);
+    const huge = readOnnx(encodeOnnxModel(scatterModel([16384, 16384])));
+    assert.ok((huge.weights as OnnxWeight[]).every((w) => w.onnx.kind === 'constant'), JSON.stringify(huge.weights.map((w) => w.name)));
+    assert.equal(huge.operatorCounts.get('Scatter'), 1);
+    assert.ok(huge.weights.every((w) => w.denseBytes().length <= 16));
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 
 describe('onnx-sparse writer', () => {

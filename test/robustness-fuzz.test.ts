@@ -52,9 +52,7 @@ test('the memory bound: 64 MiB + 16x the input, plus 3x the declared sparse expa
 });
 
 /** Open findings: the test still runs and reports, but does not fail the suite until fixed. */
-const KNOWN_OPEN: Record<string, string> = {
-  onnx: 'open finding 8 (docs/robustness.md): a sparse initializer declaring a huge dense shape expands to GiBs',
-};
+const KNOWN_OPEN: Record<string, string> = {};
 
 for (const format of registeredFormats()) {
   test(`fuzz ${format.id}: ${ITERATIONS} mutated inputs, only PrunepackErrors, no hangs, memory bounded`, { timeout: 240_000, todo: KNOWN_OPEN[format.id] }, async (t) => {

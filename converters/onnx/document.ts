@@ -14,7 +14,7 @@ import {
 } from '../../schemas/generated/onnx/onnx-descriptor.js';
 import { PrunepackError } from '../../src/errors.js';
 import { MAX_PROTOBUF_BYTES, ProtoReader, WIRE_LEN, WIRE_VARINT } from './protobuf.js';
-import { integerValues, parseSparseTensor, type SparseInfo } from './sparse.js';
+import { integerValues, parseSparseTensor, SparseExpansionBudget, type SparseInfo } from './sparse.js';
 import { parseStringEntry, parseTensor, tensorDenseBytes, type TensorInfo, type TensorParseOptions } from './tensor.js';
 
 /** A parsed message: its body range and the message that contains it. */
@@ -105,6 +105,8 @@ export interface OnnxDocument {
   trainingBound: Set<string>;
   /** New dense bytes by slot index (from withWeights). */
   overrides: Map<number, Uint8Array>;
+  /** Real paths of the external data files the weights are read from (Model.companionFiles). */
+  externalFiles: Set<string>;
 }
 
 const MAX_GRAPH_DEPTH = 64;
@@ -151,7 +153,7 @@ export function parseOnnxDocument(bytes: Uint8Array, options: ReadOnnxOptions = 
   }
   if (!graphRange && functions.length === 0) throw corrupt('ModelProto has no graph', 'ModelProto', 'a graph (field 7)', 'none');
   const doc: OnnxDocument = {
-    bytes, modelPath: options.path, irVersion, opsets, model, graphs: [], slots: [], trainingBound: new Set(), overrides: new Map(),
+    bytes, modelPath: options.path, irVersion, opsets, model, graphs: [], slots: [], trainingBound: new Set(), overrides: new Map(), externalFiles: new Set(),
   };
   const ctx = new ParseContext(doc);
   if (graphRange) ctx.parseGraph(graphRange[1], graphRange[2], 'main', 'graph', model, undefined, undefined, opsets.get(''), 0);
@@ -185,9 +187,12 @@ class ParseContext {
   private readonly usedNames = new Set<string>();
   /** Initializers seen while parsing graphs, decoded by collectSlots once every graph is known. */
   private readonly pending = new Map<OnnxGraph, PendingTensor[]>();
+  /** Dense bytes the file's sparse tensors may expand to (checked as each one is parsed). */
+  private readonly budget: SparseExpansionBudget;
 
   constructor(private readonly doc: OnnxDocument) {
-    this.tensorOptions = { modelPath: doc.modelPath, resolveExternal: true };
+    this.tensorOptions = weightTensorOptions(doc);
+    this.budget = new SparseExpansionBudget(doc.bytes.length);
   }
 
   parseGraph(
@@ -352,11 +357,11 @@ class ParseContext {
           tensor.where = `${where} "${tensor.name}"`;
           this.addSlot({ kind: 'initializer', graph, field: p.field, tensor, valueName: tensor.name, name: '' });
         } else {
-          const sparse = parseSparseTensor(bytes, p.body[0], p.body[1], where, this.tensorOptions);
+          const sparse = parseSparseTensor(bytes, p.body[0], p.body[1], where, this.tensorOptions, this.budget);
           this.addSlot({ kind: 'sparse-initializer', graph, field: p.field, sparse, valueName: sparse.name, name: '' });
         }
       }
-      const patterns = findScatterPatterns(this.doc, graph);
+      const patterns = findScatterPatterns(this.doc, graph, this.budget);
       const inPattern = new Set<OnnxNode>();
       for (const pattern of patterns) for (const n of pattern.nodes) inPattern.add(n);
       const patternByLast = new Map(patterns.map((p) => [p.nodes[p.nodes.length - 1]!, p]));
@@ -374,7 +379,7 @@ class ParseContext {
             const tensor = parseTensor(bytes, attribute.tensorField.body[0], attribute.tensorField.body[1], where, this.tensorOptions);
             this.addSlot({ kind: 'constant', graph, node, attribute, tensor, valueName, name: '' });
           } else if (attribute.name === 'sparse_value' && attribute.sparseField) {
-            const sparse = parseSparseTensor(bytes, attribute.sparseField.body[0], attribute.sparseField.body[1], where, this.tensorOptions);
+            const sparse = parseSparseTensor(bytes, attribute.sparseField.body[0], attribute.sparseField.body[1], where, this.tensorOptions, this.budget);
             this.addSlot({ kind: 'constant-sparse', graph, node, attribute, sparse, valueName, name: '' });
           }
         }
@@ -389,6 +394,11 @@ class ParseContext {
     slot.name = name;
     this.doc.slots.push(slot);
   }
+}
+
+/** Options for parsing weight tensors: external data resolved (checked) now, and its file recorded. */
+function weightTensorOptions(doc: OnnxDocument): TensorParseOptions {
+  return { modelPath: doc.modelPath, resolveExternal: true, externalFiles: doc.externalFiles };
 }
 
 function isConstant(node: OnnxNode): boolean {
@@ -480,7 +490,7 @@ function constantTensor(doc: OnnxDocument, node: OnnxNode | undefined, where: st
   if (!node || !isConstant(node) || node.outputs.length !== 1 || node.attributes.length !== 1) return undefined;
   const attribute = node.attributes[0]!;
   if (attribute.name !== 'value' || !attribute.tensorField) return undefined;
-  return parseTensor(doc.bytes, attribute.tensorField.body[0], attribute.tensorField.body[1], where, { modelPath: doc.modelPath, resolveExternal: true });
+  return parseTensor(doc.bytes, attribute.tensorField.body[0], attribute.tensorField.body[1], where, weightTensorOptions(doc));
 }
 
 /**
@@ -489,7 +499,7 @@ function constantTensor(doc: OnnxDocument, node: OnnxNode | undefined, where: st
  * the form prunepack writes for sparse weights when the model's opset is 9 or 10, where the
  * Constant operator has no sparse_value attribute.
  */
-function findScatterPatterns(doc: OnnxDocument, graph: OnnxGraph): ScatterPattern[] {
+function findScatterPatterns(doc: OnnxDocument, graph: OnnxGraph, budget: SparseExpansionBudget): ScatterPattern[] {
   const producers = new Map<string, OnnxNode>();
   for (const node of graph.nodes) for (const out of node.outputs) if (out) producers.set(out, node);
   const uses = usesInScope(graph);
@@ -550,6 +560,9 @@ function findScatterPatterns(doc: OnnxDocument, graph: OnnxGraph): ScatterPatter
     // Nodes must appear in graph order for the writer (it replaces the last one).
     nodes.sort((a, b) => a.index - b.index);
     if (nodes[nodes.length - 1] !== (name === scatter.outputs[0] ? scatter : nodes.find((n) => n.opType === 'Reshape'))) continue;
+    // Beyond the expansion budget the chain stays what it is in the file: operators, not a weight.
+    const external = (indicesTensor.resolved?.length ?? 0) + (valuesTensor.resolved?.length ?? 0);
+    if (!budget.tryCharge(valuesTensor.dtype, total, external)) continue;
     patterns.push({
       nodes,
       sparse: {

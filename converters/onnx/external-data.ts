@@ -186,8 +186,14 @@ function checkFileStat(stat: FS.Stats, location: string, where: string): void {
   }
 }
 
-/** Reads a checked range, re-checking that the file is still the one that was checked. */
-export function readExternalData(resolved: ResolvedExternalData, where: string): Uint8Array {
+/**
+ * Reads a checked range (or `length` bytes from `start` inside it, into `into` when given),
+ * re-checking that the file is still the one that was checked.
+ */
+export function readExternalData(resolved: ResolvedExternalData, where: string, start = 0, length = resolved.length - start, into?: Uint8Array): Uint8Array {
+  if (!(start >= 0 && length >= 0 && start + length <= resolved.length)) {
+    throw new RangeError(`external data sub-range ${start}+${length} outside ${resolved.length} bytes`);
+  }
   const { fs } = node();
   const fd = openNoFollow(resolved.file, resolved.location, where);
   try {
@@ -196,10 +202,10 @@ export function readExternalData(resolved: ResolvedExternalData, where: string):
     if (stat.dev !== resolved.dev || stat.ino !== resolved.ino || stat.size !== resolved.size) {
       throw unsafe('external data file changed after it was checked', where, resolved.location, 'Do not modify the model folder while prunepack reads it');
     }
-    const out = new Uint8Array(resolved.length);
+    const out = into ? into.subarray(0, length) : new Uint8Array(length);
     let done = 0;
     while (done < out.length) {
-      const n = fs.readSync(fd, out, done, Math.min(out.length - done, 1 << 30), resolved.offset + done);
+      const n = fs.readSync(fd, out, done, Math.min(out.length - done, 1 << 30), resolved.offset + start + done);
       if (n === 0) throw new PrunepackError('TRUNCATED', `external data file ${resolved.location} ended while reading`, { format: 'onnx', location: where });
       done += n;
     }

@@ -61,6 +61,7 @@ export function buildOnnxModel(doc: OnnxDocument): Model {
     format: 'onnx',
     version: `IR ${doc.irVersion}${opset !== undefined ? `, opset ${opset}` : ''}`,
     operatorCounts, weights, document: doc,
+    ...(doc.externalFiles.size ? { companionFiles: [...doc.externalFiles] } : {}),
   };
 }
 

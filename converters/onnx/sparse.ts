@@ -10,9 +10,11 @@ import { PrunepackError } from '../../src/errors.js';
 import { byteLengthOf, dtypeBits, elementCount, type DType } from '../../src/model/dtype.js';
 import { ProtoReader, WIRE_LEN, WIRE_VARINT } from './protobuf.js';
 import { parseTensor, splitStrings, tensorDenseBytes, type TensorInfo, type TensorParseOptions } from './tensor.js';
+// The limits are TFLite's (one rule for every format); read.ts is where they are defined.
+import { maxSparseExpansion, MAX_DENSE_TENSOR_BYTES } from '../tflite/read.js';
 
 /** Dense tensors above this size are not materialised (a tiny sparse file can declare huge dims). */
-export const MAX_DENSE_BYTES = 2 ** 31 - 1;
+export const MAX_DENSE_BYTES = MAX_DENSE_TENSOR_BYTES;
 
 export type SparseLayout = 'linear' | 'coordinate' | 'scatter';
 
@@ -37,8 +39,55 @@ function corrupt(what: string, where: string, expected?: string, found?: string)
   return new PrunepackError('CORRUPT', what, { format: 'onnx', location: where, expected, found });
 }
 
-/** Parses and checks a SparseTensorProto body. */
-export function parseSparseTensor(bytes: Uint8Array, start: number, end: number, where: string, options: TensorParseOptions): SparseInfo {
+/**
+ * The dense bytes all sparse tensors of one file may declare together: `maxSparseExpansion` of
+ * the bytes the file really stores (the protobuf, plus external data read by its sparse tensors),
+ * one tensor at most MAX_DENSE_BYTES. A sparse tensor declares its dense size in its dims, not in
+ * stored bytes, so each one is charged when its dims are known, before anything is allocated.
+ */
+export class SparseExpansionBudget {
+  private declared = 0;
+
+  constructor(private stored: number) {}
+
+  get limit(): number {
+    return maxSparseExpansion(this.stored);
+  }
+
+  /** Charges one sparse tensor (`externalBytes`: its values/indices stored in external data), or throws UNSUPPORTED. */
+  charge(dtype: DType, count: number, dims: readonly number[], externalBytes: number, where: string): void {
+    const bytes = byteLengthOf(dtype, count);
+    const shape = `${dtype}[${dims.join(', ')}]`;
+    if (bytes > MAX_DENSE_BYTES) {
+      throw new PrunepackError('UNSUPPORTED', 'a sparse tensor declares a dense size over 2 GiB', {
+        format: 'onnx', location: where, expected: `at most ${MAX_DENSE_BYTES} dense bytes`, found: `${bytes} bytes for ${shape}`,
+        hint: 'The file is damaged, or holds a tensor too large to expand in memory',
+      });
+    }
+    if (!this.tryCharge(dtype, count, externalBytes)) {
+      throw new PrunepackError('UNSUPPORTED', 'the sparse tensors declare more dense data than prunepack expands for a file this size', {
+        format: 'onnx', location: where,
+        expected: `at most ${this.limit} dense bytes in total (64 MiB + 64 x ${this.stored} stored bytes)`,
+        found: `${this.declared + bytes} bytes with this tensor (${bytes} bytes for ${shape})`,
+        hint: 'The file is damaged or hostile: its sparse tensors would expand far beyond what it stores',
+      });
+    }
+  }
+
+  /** Charges a tensor if it fits in the budget; false (and nothing charged) if not. */
+  tryCharge(dtype: DType, count: number, externalBytes: number): boolean {
+    const bytes = byteLengthOf(dtype, count);
+    if (bytes > MAX_DENSE_BYTES || this.declared + bytes > maxSparseExpansion(this.stored + externalBytes)) return false;
+    this.stored += externalBytes;
+    this.declared += bytes;
+    return true;
+  }
+}
+
+/** Parses and checks a SparseTensorProto body; its dense size is charged to `budget` before its indices are decoded. */
+export function parseSparseTensor(
+  bytes: Uint8Array, start: number, end: number, where: string, options: TensorParseOptions, budget: SparseExpansionBudget,
+): SparseInfo {
   const r = new ProtoReader(bytes, start, end, where);
   let valuesRange: [number, number] | undefined;
   let indicesRange: [number, number] | undefined;
@@ -63,20 +112,20 @@ export function parseSparseTensor(bytes: Uint8Array, start: number, end: number,
   try { count = elementCount(dims); } catch { throw corrupt('sparse tensor shape has more than 2^53 elements', where, 'product of dims <= 2^53', `[${dims.join(', ')}]`); }
   const nnz = values.dims[0]!;
   if (nnz > count) throw corrupt('sparse tensor has more values than elements', where, `<= ${count}`, String(nnz));
-  let linear: Float64Array;
-  let layout: SparseLayout = 'linear';
   if (!indicesRange) {
     if (nnz !== 0) throw corrupt('sparse tensor has values but no indices', where, `${nnz} indices`, 'none');
-    linear = new Float64Array(0);
-  } else {
-    const indices = parseTensor(bytes, indicesRange[0], indicesRange[1], `${where}.indices`, { ...options, resolveExternal: true });
-    const rank = dims.length;
-    if (indices.dims.length === 1 && indices.dims[0] === nnz) layout = 'linear';
-    else if (indices.dims.length === 2 && indices.dims[0] === nnz && indices.dims[1] === rank) layout = 'coordinate';
-    else throw corrupt('sparse tensor indices have the wrong shape', `${where}.indices`, `[${nnz}] or [${nnz}, ${rank}]`, `[${indices.dims.join(', ')}]`);
-    const raw = integerValues(tensorDenseBytes(bytes, indices), indices.dtype, indices.count, `${where}.indices`);
-    linear = layout === 'linear' ? raw : linearize(raw, dims, `${where}.indices`);
+    budget.charge(values.dtype, count, dims, values.resolved?.length ?? 0, where);
+    return { name: values.name, dtype: values.dtype, dataType: values.dataType, dims, count, nnz, layout: 'linear', values, linear: new Float64Array(0), ascending: true };
   }
+  const indices = parseTensor(bytes, indicesRange[0], indicesRange[1], `${where}.indices`, { ...options, resolveExternal: true });
+  const rank = dims.length;
+  let layout: SparseLayout;
+  if (indices.dims.length === 1 && indices.dims[0] === nnz) layout = 'linear';
+  else if (indices.dims.length === 2 && indices.dims[0] === nnz && indices.dims[1] === rank) layout = 'coordinate';
+  else throw corrupt('sparse tensor indices have the wrong shape', `${where}.indices`, `[${nnz}] or [${nnz}, ${rank}]`, `[${indices.dims.join(', ')}]`);
+  budget.charge(values.dtype, count, dims, (values.resolved?.length ?? 0) + (indices.resolved?.length ?? 0), where);
+  const raw = integerValues(tensorDenseBytes(bytes, indices), indices.dtype, indices.count, `${where}.indices`);
+  const linear = layout === 'linear' ? raw : linearize(raw, dims, `${where}.indices`);
   const ascending = checkIndices(linear, count, where);
   return { name: values.name, dtype: values.dtype, dataType: values.dataType, dims, count, nnz, layout, values, linear, ascending };
 }
@@ -175,26 +224,37 @@ function setPacked(bytes: Uint8Array, index: number, bits: number, value: number
 
 /** Linear positions of the elements whose bits are not all zero (strings: non-empty). */
 export function nonZeroPositions(dense: Uint8Array, dtype: DType, count: number): Float64Array {
-  const bits = dtypeBits(dtype);
-  const positions: number[] = [];
   if (dtype === 'string') {
+    const positions: number[] = [];
     splitStrings(dense, count, 'string tensor').forEach((s, i) => { if (s.length) positions.push(i); });
     return Float64Array.from(positions);
   }
-  if (bits >= 8) {
-    const w = bits / 8;
-    if (w === 4 && dense.byteOffset % 4 === 0) {
-      const words = new Uint32Array(dense.buffer, dense.byteOffset, count);
-      for (let i = 0; i < count; i++) if (words[i] !== 0) positions.push(i);
-    } else {
-      for (let i = 0; i < count; i++) {
-        for (let b = 0; b < w; b++) if (dense[i * w + b] !== 0) { positions.push(i); break; }
-      }
-    }
-  } else {
-    for (let i = 0; i < count; i++) if (getPacked(dense, i, bits) !== 0) positions.push(i);
+  // Two passes (count, then fill) so a large tensor needs no growing JavaScript array.
+  if (dtypeBits(dtype) === 32 && dense.byteOffset % 4 === 0) {
+    const words = new Uint32Array(dense.buffer, dense.byteOffset, count);
+    let nnz = 0;
+    for (let i = 0; i < count; i++) if (words[i] !== 0) nnz++;
+    const positions = new Float64Array(nnz);
+    for (let i = 0, k = 0; k < nnz; i++) if (words[i] !== 0) positions[k++] = i;
+    return positions;
   }
-  return Float64Array.from(positions);
+  const isNonZero = nonZeroTest(dense, dtype, count);
+  let nnz = 0;
+  for (let i = 0; i < count; i++) if (isNonZero(i)) nnz++;
+  const positions = new Float64Array(nnz);
+  for (let i = 0, k = 0; k < nnz; i++) if (isNonZero(i)) positions[k++] = i;
+  return positions;
+}
+
+function nonZeroTest(dense: Uint8Array, dtype: DType, count: number): (i: number) => boolean {
+  const bits = dtypeBits(dtype);
+  if (bits < 8) return (i) => getPacked(dense, i, bits) !== 0;
+  const w = bits / 8;
+  if (w === 1) return (i) => dense[i] !== 0;
+  return (i) => {
+    for (let b = 0; b < w; b++) if (dense[i * w + b] !== 0) return true;
+    return false;
+  };
 }
 
 /** The values at `positions`, packed like raw_data. */

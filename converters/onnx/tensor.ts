@@ -44,6 +44,8 @@ export interface TensorParseOptions {
   modelPath?: string;
   /** Check external data files now (weights); false leaves them unresolved (non-weight tensors). */
   resolveExternal: boolean;
+  /** Collects the real path of every external data file resolved. */
+  externalFiles?: Set<string>;
 }
 
 function corrupt(what: string, where: string, expected?: string, found?: string): PrunepackError {
@@ -143,6 +145,7 @@ export function parseTensor(bytes: Uint8Array, start: number, end: number, where
     const info: TensorInfo = { ...base, storage: 'external', external, storedBytes: 0 };
     if (options.resolveExternal) {
       info.resolved = resolveExternalData(external, options.modelPath, where);
+      options.externalFiles?.add(info.resolved.file);
       if (info.resolved.length !== expected) {
         throw corrupt('external data length does not match the tensor shape', where, `${expected} bytes for ${dtype}[${dims.join(',')}]`, `${info.resolved.length} bytes (to the end of ${external.location})`);
       }

@@ -25,6 +25,7 @@ import { ProtoWriter, concatChunks, MAX_PROTOBUF_BYTES, type Chunks } from './pr
 import { EditSet } from './splice.js';
 import { expandSparse, gatherValues, nonZeroPositions } from './sparse.js';
 import { encodeTensor, rewriteTensor, tensorDenseBytes, type TensorData } from './tensor.js';
+import type { ResolvedExternalData } from './external-data.js';
 
 export type OnnxTarget = 'onnx' | 'onnx-sparse';
 
@@ -55,11 +56,21 @@ export interface OnnxPlanEntry {
   elements: number;
 }
 
+/** A tensor copied unchanged from an input external data file: read when the output is written. */
+export interface ExternalSourceRange {
+  source: ResolvedExternalData;
+  where: string;
+  length: number;
+}
+
+/** One piece of an external data file: bytes in memory, or a range read from an input file. */
+export type ExternalPart = Uint8Array | ExternalSourceRange;
+
 export interface OnnxLayout {
   /** The ModelProto bytes. */
   model: Chunks;
-  /** The external data file, when any tensor went there. */
-  external?: { location: string; chunks: Chunks };
+  /** The external data file, when any tensor went there (streamed by writeOnnxFiles, never joined). */
+  external?: { location: string; parts: ExternalPart[]; length: number };
   plan: OnnxPlanEntry[];
 }
 
@@ -82,20 +93,30 @@ export function sparseModeFor(doc: OnnxDocument, graph: OnnxGraph): { mode?: Spa
 }
 
 class ExternalFile {
-  readonly parts: Uint8Array[] = [];
+  readonly parts: ExternalPart[] = [];
   length = 0;
   constructor(readonly location: string) {}
 
   /** Appends tensor bytes; offsets aligned to 4096 for tensors of 64 KiB or more (mmap-friendly), else 64. */
-  add(bytes: Uint8Array): { location: string; offset: number; length: number } {
-    const align = bytes.length >= 65536 ? 4096 : 64;
+  add(part: ExternalPart): { location: string; offset: number; length: number } {
+    const align = part.length >= 65536 ? 4096 : 64;
     const pad = (align - (this.length % align)) % align;
     if (pad) { this.parts.push(new Uint8Array(pad)); this.length += pad; }
     const offset = this.length;
-    this.parts.push(bytes);
-    this.length += bytes.length;
-    return { location: this.location, offset, length: bytes.length };
+    this.parts.push(part);
+    this.length += part.length;
+    return { location: this.location, offset, length: part.length };
   }
+}
+
+/**
+ * The input external data range of a weight written unchanged, so an external output can copy
+ * it range by range instead of holding it in memory.
+ */
+function unchangedExternalSource(doc: OnnxDocument, slot: WeightSlot, index: number): ExternalSourceRange | undefined {
+  if ((slot.kind !== 'initializer' && slot.kind !== 'constant') || doc.overrides.has(index)) return undefined;
+  const resolved = slot.tensor.storage === 'external' ? slot.tensor.resolved : undefined;
+  return resolved ? { source: resolved, where: slot.tensor.where, length: resolved.length } : undefined;
 }
 
 function fieldBytes(field: FieldSpan): number {
@@ -288,8 +309,9 @@ export function layoutOnnx(doc: OnnxDocument, target: OnnxTarget, options: OnnxW
     const dense = () => (denseCache ??= slotDenseBytes(doc, index));
     const denseLayout = (): { apply: () => void; bytes: number; external: boolean; encoding: OnnxEncoding } => {
       if (!needsDenseRewrite) return { apply: () => {}, bytes: before, external: false, encoding: 'kept' };
-      const data = dense();
-      const toExternal = external !== undefined && dtype !== 'string' && data.length >= threshold;
+      const source = external ? unchangedExternalSource(doc, slot, index) : undefined;
+      const length = source ? source.length : dense().length;
+      const toExternal = external !== undefined && dtype !== 'string' && length >= threshold;
       // Placeholder placement for sizing; the real one is taken only if this form is applied.
       const build = (tensorData: TensorData) => {
         switch (slot.kind) {
@@ -305,14 +327,14 @@ export function layoutOnnx(doc: OnnxDocument, target: OnnxTarget, options: OnnxW
             }));
         }
       };
-      const denseData: TensorData = { kind: 'dense', dtype, count, bytes: data };
+      const denseData = (): TensorData => ({ kind: 'dense', dtype, count, bytes: dense() });
       const sizing = toExternal
-        ? build({ kind: 'external', placement: { location: external.location, offset: 0, length: data.length } }).length + data.length + 8
-        : build(denseData).length;
+        ? build({ kind: 'external', placement: { location: external.location, offset: 0, length } }).length + length + 8
+        : build(denseData()).length;
       return {
         bytes: sizing, external: toExternal, encoding: 'dense',
         apply: () => {
-          const fields = build(toExternal ? { kind: 'external', placement: external.add(data) } : denseData);
+          const fields = build(toExternal ? { kind: 'external', placement: external.add(source ?? dense()) } : denseData());
           switch (slot.kind) {
             case 'initializer': edits.replace(slot.field, fields); break;
             case 'sparse-initializer': edits.replace(slot.field, fields); break;
@@ -406,7 +428,7 @@ export function layoutOnnx(doc: OnnxDocument, target: OnnxTarget, options: OnnxW
   const model = edits.emit(doc.bytes, 0, doc.bytes.length);
   return {
     model, plan,
-    ...(external && external.length ? { external: { location: external.location, chunks: { parts: external.parts, length: external.length } } } : {}),
+    ...(external && external.length ? { external: { location: external.location, parts: external.parts, length: external.length } } : {}),
   };
 }
 
