@@ -20,6 +20,13 @@ function plainRead(values: Float32Array): number {
   return sum;
 }
 
+/** Copy of the dense bytes into a fresh buffer (allocation included, as the codecs allocate). */
+function memcpy(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  out.set(bytes);
+  return out;
+}
+
 function best(repeats: number, fn: () => unknown): number {
   let min = Infinity;
   for (let i = 0; i < repeats; i++) {
@@ -51,6 +58,8 @@ export async function benchSparsity(sizeBytes: number, repeats = 3): Promise<Rec
 
   let sink = 0;
   let readMs = best(repeats, () => { sink += plainRead(values); });
+  const dense = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  let memcpyMs = best(repeats, () => { sink += memcpy(dense).length; });
   const analysisMs = best(repeats, () => { sink += analyzeZeros(weight).zeros; });
   let csr: Uint8Array = new Uint8Array(0);
   const encodeMs = best(repeats, () => { csr = encodeSparse(weight, { codec: 'bcsr' }); });
@@ -78,6 +87,7 @@ export async function benchSparsity(sizeBytes: number, repeats = 3): Promise<Rec
   // The baseline again at the end: the best read of both, so load changes during the run
   // cannot flatter the ratios.
   readMs = Math.min(readMs, best(repeats, () => { sink += plainRead(values); }));
+  memcpyMs = Math.min(memcpyMs, best(repeats, () => { sink += memcpy(dense).length; }));
   if (Number.isNaN(sink)) throw new Error('unreachable');
 
 
@@ -85,6 +95,7 @@ export async function benchSparsity(sizeBytes: number, repeats = 3): Promise<Rec
     sizeBytes: count * 4,
     zeroShare: ZERO_SHARE,
     readMs,
+    memcpyMs,
     analysisMs,
     bcsrEncodeMs: encodeMs,
     bcsrDecodeMs: decodeMs,
@@ -99,10 +110,18 @@ export async function benchSparsity(sizeBytes: number, repeats = 3): Promise<Rec
     bcsr1x4DecodeRatio: decode1x4Ms / readMs,
     bitmapEncodeRatio: bitmapEncodeMs / readMs,
     bitmapDecodeRatio: bitmapDecodeMs / readMs,
+    bcsrEncodeMemcpyRatio: encodeMs / memcpyMs,
+    bcsrDecodeMemcpyRatio: decodeMs / memcpyMs,
+    bcsr1x4EncodeMemcpyRatio: encode1x4Ms / memcpyMs,
+    bcsr1x4DecodeMemcpyRatio: decode1x4Ms / memcpyMs,
+    bitmapEncodeMemcpyRatio: bitmapEncodeMs / memcpyMs,
+    bitmapDecodeMemcpyRatio: bitmapDecodeMs / memcpyMs,
     bcsr1x4PrunedEncodeMs: prunedEncodeMs,
     bcsr1x4PrunedDecodeMs: prunedDecodeMs,
     bcsr1x4PrunedEncodeRatio: prunedEncodeMs / readMs,
     bcsr1x4PrunedDecodeRatio: prunedDecodeMs / readMs,
+    bcsr1x4PrunedEncodeMemcpyRatio: prunedEncodeMs / memcpyMs,
+    bcsr1x4PrunedDecodeMemcpyRatio: prunedDecodeMs / memcpyMs,
     bcsrBytesRatio: csr.length / (count * 4),
     bcsr1x4BytesRatio: block.length / (count * 4),
     bitmapBytesRatio: bitmap.length / (count * 4),
