@@ -902,7 +902,8 @@ function nonzeroBlocksSlow(words: Int32Array, cols: number, c: number): number {
   return n;
 }
 
-function rangeHasBits(words: Int32Array, start: number, len: number): boolean {
+/** True when any bit of words in [start, start + len) is set. */
+export function rangeHasBits(words: Int32Array, start: number, len: number): boolean {
   let b = start;
   const end = start + len;
   while (b < end) {
