@@ -9,7 +9,7 @@ import zlib from 'node:zlib';
 import { deflateSync, gzipSync } from 'fflate';
 import { analyzeZeros, sparseElementBytes, type DenseWeight } from '../src/sparsity/analysis.js';
 import {
-  crc32, decodeSparse, encodeSparse, sparseEncodedSize, sparseEncodedSizeWithEntropy,
+  crc32, decodeSparse, encodeSparse, portableCrc32, sparseEncodedSize, sparseEncodedSizeWithEntropy,
   type SparseCodec, type SparseEncodeOptions,
 } from '../src/sparsity/codecs.js';
 import { gzipSize, informationBound, parseEncoding, planWeightEncoding } from '../src/sparsity/cost.js';
@@ -51,6 +51,21 @@ test('crc32 matches zlib', () => {
     }
   }
   assert.equal(crc32(new Uint8Array([4, 5, 6]), crc32(new Uint8Array([1, 2, 3]))), zlib.crc32(new Uint8Array([1, 2, 3, 4, 5, 6])));
+});
+
+test('the portable crc32 (browsers, older Node) matches zlib', () => {
+  assert.equal(portableCrc32(new TextEncoder().encode('123456789')), 0xcbf43926);
+  const random = mulberry32(8);
+  for (const n of [0, 1, 3, 15, 16, 17, 63, 64, 65, 1000, 4099, 70001]) {
+    for (const offset of [0, 1, 2, 3]) {
+      const b = new Uint8Array(n + offset).map(() => Math.floor(random() * 256)).subarray(offset);
+      assert.equal(portableCrc32(b), zlib.crc32(b), `n=${n} offset=${offset}`);
+      if (n > 0) assert.equal(portableCrc32(b, 0x12345678), zlib.crc32(b, 0x12345678), `n=${n} offset=${offset}, continued`);
+    }
+  }
+  // Continuing over no bytes keeps the checksum (zlib itself returns 0 there).
+  assert.equal(portableCrc32(new Uint8Array(0), 0x89abcdef), 0x89abcdef);
+  assert.equal(crc32(new Uint8Array(0), 0x89abcdef), 0x89abcdef);
 });
 
 test('golden layout: 2x4 float32 as BCSR 1x1, no entropy stage', () => {

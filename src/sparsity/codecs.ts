@@ -142,8 +142,26 @@ const CRC_TABLES = (() => {
 })();
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+/**
+ * Node's native zlib.crc32 (Node >= 20.16 and 22.3), reached through process.getBuiltinModule so
+ * that this module stays browser-safe; undefined elsewhere. It is 2.5x faster than the table loop
+ * below, and the checksum pass over the blob was a quarter of encode and a third of decode time.
+ */
+const nativeCrc32 = (() => {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  const zlib = proc?.getBuiltinModule?.('node:zlib') as { crc32?: (data: Uint8Array, value?: number) => number } | undefined;
+  return typeof zlib?.crc32 === 'function' ? zlib.crc32 : undefined;
+})();
+
 /** CRC-32 as zlib computes it; pass the previous result as `crc` to continue over more bytes. */
 export function crc32(bytes: Uint8Array, crc = 0): number {
+  // zlib returns 0 for an empty buffer whatever the start value; continuing over nothing must not.
+  if (bytes.length === 0) return crc >>> 0;
+  return nativeCrc32 !== undefined ? nativeCrc32(bytes, crc) : portableCrc32(bytes, crc);
+}
+
+/** crc32 in plain JavaScript: what browsers and older Node versions run. */
+export function portableCrc32(bytes: Uint8Array, crc = 0): number {
   const t = CRC_TABLES;
   let c = ~crc;
   let i = 0;
