@@ -958,6 +958,14 @@ function scatterBcsr(index: Uint8Array, h: Header, src: Units, dst: Units, perEl
       }
       continue;
     }
+    if (offsets === null) {
+      const bad = scatterRowBlocks(src, dst, columns, start, end, br * r * rowUnits, blockCols, r, lineUnits, rowUnits);
+      if (bad >= 0) {
+        throw corrupt('block-column indices must increase within a row and stay below the block columns',
+          where(bad, wc, pointerBytes), `${bad > start ? columns[bad - 1] + 1 : 0}..${blockCols - 1}`, String(columns[bad]));
+      }
+      continue;
+    }
     let previous = -1;
     for (let k = start; k < end; k++) {
       const bc = columns[k];
@@ -983,6 +991,22 @@ function scatterRow(src: Units, dst: Units, columns: Units, start: number, end: 
     if (col <= previous || col >= limit) return k;
     previous = col;
     dst[rowStart + col] = src[k];
+  }
+  return -1;
+}
+
+/** scatterRow for blocks of r lines of lineUnits units, the copy inlined; returns the first bad entry, or -1. */
+function scatterRowBlocks(src: Units, dst: Units, columns: Units, start: number, end: number, rowStart: number, limit: number,
+  r: number, lineUnits: number, rowUnits: number): number {
+  let previous = -1;
+  let from = start * r * lineUnits;
+  for (let k = start; k < end; k++) {
+    const col = columns[k];
+    if (col <= previous || col >= limit) return k;
+    previous = col;
+    for (let rr = 0, to = rowStart + col * lineUnits; rr < r; rr++, to += rowUnits) {
+      for (let u = 0; u < lineUnits; u++) dst[to + u] = src[from++];
+    }
   }
   return -1;
 }
