@@ -946,6 +946,79 @@ function share(part: number, whole: number): number {
   return whole === 0 ? 0 : part / whole;
 }
 
+/** What the row loop of analyzeZeros reads and accumulates (see there). */
+interface RowScan {
+  rows: number;
+  cols: number;
+  wordsPerRow: number;
+  bins: number;
+  row: Int32Array;
+  colAny: Int32Array;
+  fedByRows: Int32Array[];
+  nmTable: Int32Array | null;
+  nmTableCounts: Float64Array;
+  nmSlow: NmStats[];
+  nmSlowCounts: number[];
+  heights: number[];
+  accumulators: Int32Array[];
+  source: number[];
+  foldCounts: Float64Array[];
+  slowShapes: boolean;
+  blocks: BlockStats[];
+  nonzeroBlocks: number[];
+  histogram: number[];
+  minNnz: number;
+  maxNnz: number;
+  zeroRows: number;
+}
+
+/**
+ * The row loop of analyzeZeros, a function of its own: analyzeZeros creates closures on every call,
+ * and V8 throws away optimized code that inlined a closure once it has been collected, so a loop
+ * inside analyzeZeros ran unoptimized for a while after every garbage collection (15% slower).
+ */
+function scanRows(scanner: ZeroScanner, s: RowScan): void {
+  const { rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
+    heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks, histogram } = s;
+  let { minNnz, maxNnz, zeroRows } = s;
+  for (let r = 0; r < rows; r++) {
+    row.fill(0);
+    scanner.rowBits(r, row);
+    const before = foldCounts[0][0];
+    addRowStats(row, foldCounts[0], colAny, fedByRows, nmTable, nmTableCounts);
+    const nnz = foldCounts[0][0] - before;
+    if (nnz < minNnz) minNnz = nnz;
+    if (nnz > maxNnz) maxNnz = nnz;
+    if (nnz === 0) zeroRows++;
+    histogram[cols === 0 ? 0 : Math.min(bins - 1, Math.floor((nnz * bins) / cols))]++;
+    for (let p = 0; p < nmSlow.length; p++) nmSlowCounts[p] += nmViolationsSlow(row, cols, nmSlow[p].n, nmSlow[p].m);
+
+    for (let h = 0; h < heights.length; h++) {
+      if ((r + 1) % heights[h] !== 0) continue;
+      const acc = accumulators[h];
+      if (h > 0) addFolds(acc, foldCounts[h]);
+      if (slowShapes) {
+        for (let s = 0; s < blocks.length; s++) {
+          const b = blocks[s];
+          if (b.applicable && b.rows === heights[h] && FOLD_LEVEL[b.cols] === undefined) {
+            nonzeroBlocks[s] += nonzeroBlocksSlow(acc, cols, b.cols);
+          }
+        }
+      }
+      if (h === 0) continue;
+      for (let k = h + 1; k < heights.length; k++) {
+        if (source[k] !== h) continue;
+        const target = accumulators[k];
+        for (let j = 0; j < wordsPerRow; j++) target[j] |= acc[j];
+      }
+      acc.fill(0);
+    }
+  }
+  s.minNnz = minNnz;
+  s.maxNnz = maxNnz;
+  s.zeroRows = zeroRows;
+}
+
 /** Zero statistics of one weight in one pass over its values (plus per-row work on a bit row). */
 export function analyzeZeros(weight: DenseWeight, options: AnalysisOptions = {}): ZeroAnalysis {
   const zeroRule = options.zeroRule ?? 'numeric';
@@ -1014,44 +1087,13 @@ export function analyzeZeros(weight: DenseWeight, options: AnalysisOptions = {})
   const nmTable = nmTabled.length > 0 ? buildNmTable(nmTabled) : null;
   const nmTableCounts = new Float64Array(NM_TABLE_SLOTS);
   const nmSlowCounts = nmSlow.map(() => 0);
-  let minNnz = rows === 0 ? 0 : Infinity;
-  let maxNnz = 0;
-  let zeroRows = 0;
-  const histogram = new Array<number>(bins).fill(0);
-
-  for (let r = 0; r < rows; r++) {
-    row.fill(0);
-    scanner.rowBits(r, row);
-    const before = foldCounts[0][0];
-    addRowStats(row, foldCounts[0], colAny, fedByRows, nmTable, nmTableCounts);
-    const nnz = foldCounts[0][0] - before;
-    if (nnz < minNnz) minNnz = nnz;
-    if (nnz > maxNnz) maxNnz = nnz;
-    if (nnz === 0) zeroRows++;
-    histogram[cols === 0 ? 0 : Math.min(bins - 1, Math.floor((nnz * bins) / cols))]++;
-    for (let p = 0; p < nmSlow.length; p++) nmSlowCounts[p] += nmViolationsSlow(row, cols, nmSlow[p].n, nmSlow[p].m);
-
-    for (let h = 0; h < heights.length; h++) {
-      if ((r + 1) % heights[h] !== 0) continue;
-      const acc = accumulators[h];
-      if (h > 0) addFolds(acc, foldCounts[h]);
-      if (slowShapes) {
-        for (let s = 0; s < blocks.length; s++) {
-          const b = blocks[s];
-          if (b.applicable && b.rows === heights[h] && FOLD_LEVEL[b.cols] === undefined) {
-            nonzeroBlocks[s] += nonzeroBlocksSlow(acc, cols, b.cols);
-          }
-        }
-      }
-      if (h === 0) continue;
-      for (let k = h + 1; k < heights.length; k++) {
-        if (source[k] !== h) continue;
-        const target = accumulators[k];
-        for (let j = 0; j < wordsPerRow; j++) target[j] |= acc[j];
-      }
-      acc.fill(0);
-    }
-  }
+  const scan: RowScan = {
+    rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
+    heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks,
+    histogram: new Array<number>(bins).fill(0), minNnz: rows === 0 ? 0 : Infinity, maxNnz: 0, zeroRows: 0,
+  };
+  scanRows(scanner, scan);
+  const { histogram, minNnz, maxNnz, zeroRows } = scan;
   const nonzeros = foldCounts[0][0];
   for (let s = 0; s < blocks.length; s++) {
     const b = blocks[s];
