@@ -157,7 +157,8 @@ const nativeCrc32 = (() => {
 export function crc32(bytes: Uint8Array, crc = 0): number {
   // zlib returns 0 for an empty buffer whatever the start value; continuing over nothing must not.
   if (bytes.length === 0) return crc >>> 0;
-  return nativeCrc32 !== undefined ? nativeCrc32(bytes, crc) : portableCrc32(bytes, crc);
+  // zlib's length argument is 32-bit.
+  return nativeCrc32 !== undefined && bytes.length <= 0xffffffff ? nativeCrc32(bytes, crc) : portableCrc32(bytes, crc);
 }
 
 /** crc32 in plain JavaScript: what browsers and older Node versions run. */
