@@ -9,7 +9,7 @@ import zlib from 'node:zlib';
 import { deflateSync, gzipSync } from 'fflate';
 import { analyzeZeros, sparseElementBytes, type DenseWeight } from '../src/sparsity/analysis.js';
 import {
-  crc32, decodeSparse, encodeSparse, sparseEncodedSize, sparseEncodedSizeWithEntropy,
+  DTYPE_CODES, crc32, decodeSparse, encodeSparse, portableCrc32, sparseEncodedSize, sparseEncodedSizeWithEntropy,
   type SparseCodec, type SparseEncodeOptions,
 } from '../src/sparsity/codecs.js';
 import { gzipSize, informationBound, parseEncoding, planWeightEncoding } from '../src/sparsity/cost.js';
@@ -51,6 +51,21 @@ test('crc32 matches zlib', () => {
     }
   }
   assert.equal(crc32(new Uint8Array([4, 5, 6]), crc32(new Uint8Array([1, 2, 3]))), zlib.crc32(new Uint8Array([1, 2, 3, 4, 5, 6])));
+});
+
+test('the portable crc32 (browsers, older Node) matches zlib', () => {
+  assert.equal(portableCrc32(new TextEncoder().encode('123456789')), 0xcbf43926);
+  const random = mulberry32(8);
+  for (const n of [0, 1, 3, 15, 16, 17, 63, 64, 65, 1000, 4099, 70001]) {
+    for (const offset of [0, 1, 2, 3]) {
+      const b = new Uint8Array(n + offset).map(() => Math.floor(random() * 256)).subarray(offset);
+      assert.equal(portableCrc32(b), zlib.crc32(b), `n=${n} offset=${offset}`);
+      if (n > 0) assert.equal(portableCrc32(b, 0x12345678), zlib.crc32(b, 0x12345678), `n=${n} offset=${offset}, continued`);
+    }
+  }
+  // Continuing over no bytes keeps the checksum (zlib itself returns 0 there).
+  assert.equal(portableCrc32(new Uint8Array(0), 0x89abcdef), 0x89abcdef);
+  assert.equal(crc32(new Uint8Array(0), 0x89abcdef), 0x89abcdef);
 });
 
 test('golden layout: 2x4 float32 as BCSR 1x1, no entropy stage', () => {
@@ -153,6 +168,143 @@ test('property: decode(encode(x)) is byte-exact for every codec, dtype, block, f
     }
   }
   assert.ok(checked > 10000, `${checked} round trips`);
+});
+
+/**
+ * The PPSP layout written from its documentation, element by element, with no shared code: what
+ * encodeSparse must produce byte for byte (no entropy stage). Zero test: all bytes equal to the
+ * fill bytes after masking the float sign bits (numeric rule) or not (bitwise rule).
+ */
+function referenceBlob(weight: DenseWeight, codec: SparseCodec, [r, c]: [number, number], rowAxis: number, bitwise: boolean,
+  fill: { axis: number | null; bytes: Uint8Array } | null): Uint8Array {
+  const { dtype, shape } = weight;
+  const w = sparseElementBytes(dtype);
+  const bytes = bytesOf(weight.values);
+  const count = shape.reduce((a, b) => a * b, 1);
+  const rows = shape.length < 2 ? 1 : shape[rowAxis];
+  const cols = count / rows;
+  let inner = 1;
+  for (let a = rowAxis + 1; a < shape.length; a++) inner *= shape[a];
+  if (shape.length < 2) inner = count;
+  const flatOf = (row: number, col: number) => Math.floor(col / inner) * rows * inner + row * inner + (col % inner);
+  const signBytes = dtype === 'complex64' ? [3, 7] : ['float32', 'float16', 'bfloat16', 'float64'].includes(dtype) ? [w - 1] : [];
+  let fillInner = 1;
+  if (fill?.axis != null) for (let a = fill.axis + 1; a < shape.length; a++) fillInner *= shape[a];
+  const isZero = (flat: number) => {
+    const channel = fill === null ? 0 : fill.axis === null ? 0 : Math.floor(flat / fillInner) % shape[fill.axis];
+    for (let b = 0; b < w; b++) {
+      const mask = !bitwise && signBytes.includes(b) ? 0x7f : 0xff;
+      const zero = fill === null ? 0 : fill.bytes[channel * w + b];
+      if ((bytes[flat * w + b] & mask) !== zero) return false;
+    }
+    return true;
+  };
+  const blockRows = rows / r;
+  const blockCols = cols / c;
+  const values: number[] = [];
+  const pointers = [0];
+  const columns: number[] = [];
+  const bits = new Uint8Array(Math.ceil((blockRows * blockCols) / 8));
+  for (let br = 0; br < blockRows; br++) {
+    for (let bc = 0; bc < blockCols; bc++) {
+      const flats: number[] = [];
+      for (let rr = 0; rr < r; rr++) for (let cc = 0; cc < c; cc++) flats.push(flatOf(br * r + rr, bc * c + cc));
+      if (flats.every(isZero)) continue;
+      for (const f of flats) for (let b = 0; b < w; b++) values.push(bytes[f * w + b]);
+      columns.push(bc);
+      const k = br * blockCols + bc;
+      bits[k >>> 3] |= 1 << (k & 7);
+    }
+    pointers.push(columns.length);
+  }
+  const stored = columns.length;
+  const narrow = (max: number) => (max <= 0xff ? 1 : max <= 0xffff ? 2 : 4);
+  const wp = codec === 'bcsr' ? narrow(stored) : 0;
+  const wc = codec === 'bcsr' ? narrow(blockCols - 1) : 0;
+  const index: number[] = [];
+  const push = (value: number, width: number) => { for (let b = 0; b < width; b++) index.push((value >>> (8 * b)) & 0xff); };
+  if (codec === 'bcsr') {
+    pointers.forEach((v) => push(v, wp));
+    columns.forEach((v) => push(v, wc));
+  } else {
+    index.push(...bits);
+  }
+  const fillBytes = fill === null ? 0 : 8 + fill.bytes.length;
+  const valuesAt = 60 + 4 * shape.length + fillBytes;
+  const out = new Uint8Array(valuesAt + values.length + index.length + 4);
+  const dv = new DataView(out.buffer);
+  out.set([0x50, 0x50, 0x53, 0x50, 1, codec === 'bcsr' ? 1 : 2, DTYPE_CODES[dtype]!, fill === null ? 0 : 8, shape.length, rowAxis, wp, wc]);
+  dv.setUint32(12, r, true);
+  dv.setUint32(16, c, true);
+  dv.setUint32(20, stored, true);
+  dv.setUint32(28, index.length, true);
+  dv.setUint32(36, index.length, true);
+  dv.setUint32(44, values.length, true);
+  dv.setUint32(52, values.length, true);
+  shape.forEach((d, a) => dv.setUint32(60 + 4 * a, d, true));
+  if (fill !== null) {
+    dv.setUint32(60 + 4 * shape.length, fill.axis === null ? 0xffffffff : fill.axis, true);
+    dv.setUint32(64 + 4 * shape.length, fill.bytes.length / w, true);
+    out.set(fill.bytes, 68 + 4 * shape.length);
+  }
+  out.set(values, valuesAt);
+  out.set(index, valuesAt + values.length);
+  dv.setUint32(out.length - 4, zlib.crc32(out.subarray(0, out.length - 4)), true);
+  return out;
+}
+
+test('encodeSparse writes exactly the documented layout (reference encoder, long rows, every block-width class)', () => {
+  const random = mulberry32(77);
+  // Rows of whole 32-bit words and not, widths that are powers of two (folded) and not (ranges),
+  // blocks taller than one row, strided views (row axis > 0), rank 1.
+  const layouts: { shape: number[]; rowAxis: number; blocks: [number, number][] }[] = [
+    { shape: [6, 96], rowAxis: 0, blocks: [[1, 1], [1, 2], [1, 4], [1, 32], [2, 8], [3, 16], [1, 96], [2, 3], [1, 12]] },
+    { shape: [4, 100], rowAxis: 0, blocks: [[1, 1], [1, 4], [2, 20], [4, 5], [1, 25]] },
+    { shape: [3, 4, 24], rowAxis: 1, blocks: [[1, 1], [2, 4], [4, 3], [1, 8]] },
+    { shape: [257], rowAxis: 0, blocks: [[1, 1], [1, 257]] },
+  ];
+  const cases: { dtype: DType; bitwise: boolean; zp?: number[]; axis?: number }[] = [
+    { dtype: 'float32', bitwise: false }, { dtype: 'float32', bitwise: true }, { dtype: 'float16', bitwise: false },
+    { dtype: 'float64', bitwise: false }, { dtype: 'complex64', bitwise: false }, { dtype: 'int32', bitwise: false },
+    { dtype: 'int8', bitwise: false, zp: [-3] }, { dtype: 'uint8', bitwise: false, zp: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24], axis: -1 },
+  ];
+  let checked = 0;
+  for (const layout of layouts) {
+    for (const k of cases) {
+      const w = sparseElementBytes(k.dtype);
+      const count = layout.shape.reduce((a, b) => a * b, 1);
+      const axis = k.axis === -1 ? layout.shape.length - 1 : k.axis;
+      if (k.zp && k.zp.length > 1 && (axis === undefined || layout.shape[axis] !== k.zp.length)) continue;
+      for (const share of [0.5, 0.9, 1]) {
+        const weight = randomWeight(random, k.dtype, w, layout.shape, share);
+        const bytes = bytesOf(weight.values);
+        let fill: { axis: number | null; bytes: Uint8Array } | null = null;
+        if (k.zp) {
+          // Zeros hold the zero point of their channel; a few negative zeros where floats are tested.
+          let inner = 1;
+          if (axis !== undefined) for (let a = axis + 1; a < layout.shape.length; a++) inner *= layout.shape[a];
+          fill = { axis: k.zp.length === 1 ? null : axis!, bytes: new Uint8Array(k.zp.map((z) => z & 0xff)) };
+          for (let i = 0; i < count; i++) {
+            const channel = k.zp.length === 1 ? 0 : Math.floor(i / inner) % k.zp.length;
+            if (random() < share) bytes[i] = fill.bytes[channel];
+          }
+          weight.quantization = { zeroPoint: k.zp, ...(k.zp.length > 1 ? { axis } : {}) };
+        } else if (k.dtype === 'float32') {
+          const u = new Uint32Array(bytes.buffer, bytes.byteOffset, count);
+          for (let i = 0; i < count; i++) if (u[i] === 0 && random() < 0.3) u[i] = 0x80000000;
+        }
+        for (const blockShape of layout.blocks) {
+          for (const codec of ['bcsr', 'bitmap'] as SparseCodec[]) {
+            const blob = encodeSparse(weight, { codec, blockShape, rowAxis: layout.rowAxis, zeroRule: k.bitwise ? 'bitwise' : 'numeric' });
+            const expected = referenceBlob(weight, codec, blockShape, layout.rowAxis, k.bitwise, fill);
+            assertSameBytes(blob, expected, `${k.dtype}${k.bitwise ? ' bitwise' : ''} [${layout.shape}] axis ${layout.rowAxis} ${codec} ${blockShape.join('x')} at ${share}`);
+            checked++;
+          }
+        }
+      }
+    }
+  }
+  assert.ok(checked > 500, `${checked} blobs compared`);
 });
 
 test('signed zeros: numeric rule decodes -0.0 as +0.0, bitwise rule keeps it', () => {
