@@ -4,16 +4,17 @@ import { parseOptions } from './args.js';
 import { gzipSync } from 'fflate';
 import { openModel, readModel, writeModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
-import { protectInputFile, writeFileAtomic } from '../io/files.js';
+import { protectInputFile, readModelSource, writeFileAtomic, type Chunk } from '../io/files.js';
+import { defaultJobs } from '../parallel/pool.js';
 import type { Model } from '../model/types.js';
 import { formatBytes, formatInt, percent, table } from './format.js';
 import { tfliteDocumentOf } from '../../converters/tflite/index.js';
 import { densifyTfliteDocument } from '../../converters/tflite/densify.js';
 import { BLOCK_CHOICES, type BlockChoice, type SparsePlan, type SparsePlanEntry } from '../../converters/tflite/sparse-plan.js';
 import {
-  createRuntimeCheck, sparsifyTflite, sparsifyTfliteChecked, type RuntimeComparison, type SparsifyResult,
+  createRuntimeCheck, sparsifyTfliteAsync, sparsifyTfliteChecked, type RuntimeComparison, type SparsifyResult,
 } from '../../converters/tflite/sparse-write.js';
-import { writeTflite } from '../../converters/tflite/write.js';
+import { assembleLayout, layoutTflite, type TfliteLayout } from '../../converters/tflite/write.js';
 import { DEFAULT_OPTIMIZE, DEFAULT_RUNTIME, OPTIMIZE_GOALS, runtimeProfile, runtimeProfileNames, type OptimizeGoal } from '../../converters/tflite/latency.js';
 import { tfjsDocumentOf, type TfjsPlanEntry } from '../../converters/tfjs/index.js';
 import { resolveTfjsOutput, writeTfjsFiles } from '../../converters/tfjs/files.js';
@@ -52,8 +53,11 @@ Options:
                        encodings; size: the smallest file). See docs/performance.md
   --runtime NAME       tflite-sparse: litert | tfjs-tflite, the runtime the plan is tuned for and
                        checked in first (default litert)
+  --jobs N             tflite-sparse: threads for the weight analysis and encoding (default: the
+                       number of cores; 1 = this thread only); the output is the same for any N
   --shard-size N       tfjs, tfjs-sparse: shard size in bytes, or with KiB/MiB (default 4MiB)
-  --no-verify          skip the read-back and the runtime check
+  --no-verify          skip the read-back and the runtime check (models over 2 GB: the runtime
+                       check is always skipped, the read-back decodes and compares every weight)
   --force              replace OUT if it exists (the input itself is never replaced)
   --json               print the summary (and the plan) as JSON
   --verbose            stack traces on errors
@@ -88,9 +92,13 @@ export async function runConvert(args: string[]): Promise<number> {
     throw new PrunepackError('INVALID_ARGUMENT', '--shard-size applies to TF.js targets only', { expected: '--to tfjs or --to tfjs-sparse', found: `--to ${target}` });
   }
   const sparseOptionsGiven = values['min-sparsity'] !== undefined || values.block !== undefined || values['keep-dense'] !== undefined
-    || values.optimize !== undefined || values.runtime !== undefined;
+    || values.optimize !== undefined || values.runtime !== undefined || values.jobs !== undefined;
   if (sparseOptionsGiven && target !== 'tflite-sparse') {
-    throw new PrunepackError('INVALID_ARGUMENT', '--min-sparsity, --block, --keep-dense, --optimize and --runtime apply to one target only', { expected: '--to tflite-sparse', found: `--to ${target}` });
+    throw new PrunepackError('INVALID_ARGUMENT', '--min-sparsity, --block, --keep-dense, --optimize, --runtime and --jobs apply to one target only', { expected: '--to tflite-sparse', found: `--to ${target}` });
+  }
+  const jobs = values.jobs === undefined ? defaultJobs() : Number(values.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'invalid --jobs', { expected: 'an integer from 1 to 256', found: values.jobs });
   }
   const { optimize, runtime: tunedFor } = parseLatencyOptions(values.optimize, values.runtime);
   let minSparsity = 0.3;
@@ -113,33 +121,38 @@ export async function runConvert(args: string[]): Promise<number> {
     throw new PrunepackError('INVALID_ARGUMENT', `${output} exists`, { hint: 'Pass --force to replace it, or choose another path with -o' });
   }
   protectInputFile(input);
-  const { model, source } = openModel(input);
+  // Worker threads read the weights where they are: in shared memory.
+  const source = readModelSource(input, { shared: target === 'tflite-sparse' && jobs > 1 });
+  const { model } = readModel(source);
   for (const file of model.companionFiles ?? []) protectInputFile(file);
   const inputBytes = source.fileSize ?? source.bytes.length;
 
-  let bytes: Uint8Array;
+  // The output as pieces (flatbuffer head + weight views for TFLite), streamed to the file.
+  let written: Pick<TfliteLayout, 'head' | 'pieces' | 'totalSize'>;
   let sparse: SparsifyResult | undefined;
   let runtime: RuntimeComparison | undefined;
+  let runtimeSkipped: string | null = null;
   let densifyReport: ReturnType<typeof densifyTfliteDocument>['report'] | undefined;
   const tfliteTarget = model.format === 'tflite' && (target === 'tflite' || target === 'tflite-sparse');
   if (tfliteTarget && source.bytes.length !== inputBytes && verify) {
-    throw new PrunepackError('UNSUPPORTED', 'models over 2 GB cannot be run in the TFLite WASM runtime', { hint: 'Pass --no-verify to convert without the runtime check' });
+    // WebAssembly's 32-bit memory cannot hold the model; the read-back still decodes every weight.
+    runtimeSkipped = 'models over 2 GB do not fit the TFLite WASM runtime: runtime check skipped, every weight decoded and compared instead';
   }
-  const reference = tfliteTarget && verify ? await runtimeReference(source.bytes, target === 'tflite-sparse' ? tunedFor : undefined) : undefined;
+  const reference = tfliteTarget && verify && !runtimeSkipped ? await runtimeReference(source.bytes, target === 'tflite-sparse' ? tunedFor : undefined) : undefined;
 
   if (tfliteTarget && target === 'tflite-sparse') {
     const doc = tfliteDocumentOf(model);
-    const options = { minSparsity, block, keepDense: values['keep-dense'] ?? [], optimize, runtime: tunedFor };
-    sparse = reference ? await sparsifyTfliteChecked(doc, options, reference.check) : sparsifyTflite(doc, options);
-    bytes = sparse.bytes;
+    const options = { minSparsity, block, keepDense: values['keep-dense'] ?? [], optimize, runtime: tunedFor, jobs };
+    sparse = reference ? await sparsifyTfliteChecked(doc, options, reference.check) : await sparsifyTfliteAsync(doc, options);
+    written = sparse.layout;
     runtime = reference?.last() ?? undefined;
     densifyReport = sparse.densifyReport;
   } else if (tfliteTarget && target === 'tflite') {
     const densified = densifyTfliteDocument(tfliteDocumentOf(model));
     densifyReport = densified.report;
-    bytes = writeTflite(densified.doc);
+    written = layoutTflite(densified.doc);
     if (reference) {
-      runtime = await reference.compare(bytes);
+      runtime = await reference.compare(assembleLayout(written));
       // The input ran other kernels when it was sparse (native sparse FC, XNNPACK sparse inference).
       const wasSparse = densified.report.densifiedTensors > 0;
       if (!runtime.bitIdentical && !(wasSparse && runtime.withinTolerance)) {
@@ -150,7 +163,8 @@ export async function runConvert(args: string[]): Promise<number> {
       }
     }
   } else {
-    bytes = writeModel(model, target);
+    const bytes = writeModel(model, target);
+    written = { head: bytes, pieces: [], totalSize: bytes.length };
     if (verify && model.format === 'onnx') {
       // Both models in onnxruntime-node on the same deterministic inputs.
       const { compareOnnxModels } = await import('../verify/onnx-runtime.js');
@@ -168,16 +182,17 @@ export async function runConvert(args: string[]): Promise<number> {
     }
   }
 
-  writeFileAtomic(output, bytes.length, [{ position: 0, bytes }], verify ? (temp) => {
-    const written = readModel({ bytes: fs.readFileSync(temp), path: output }).model;
-    verifyWeightsEqual(model, written);
+  writeFileAtomic(output, written.totalSize, [{ position: 0, bytes: written.head }, ...written.pieces], verify ? (temp) => {
+    const back = readModelSource(temp);
+    verifyWeightsEqual(model, readModel({ ...back, path: output }).model);
   } : undefined);
 
-  const sizes = sizeSummary(source.bytes, inputBytes, bytes);
+  const sizes = sizeSummary(source.bytes, inputBytes, written);
   const summary = {
     input, output, target, ...sizes,
     weightsVerified: verify ? model.weights.length : null,
     runtime: runtime ?? null,
+    ...(runtimeSkipped ? { runtimeSkipped } : {}),
     ...(densifyReport ? { densify: densifyReport } : {}),
     ...(sparse ? { plan: planJson(sparse.plan), xnnpack: { ...sparse.plan.xnnpack, observed: xnnpackObserved(sparse, runtime) }, refusals: sparse.refusals } : {}),
   };
@@ -188,7 +203,9 @@ export async function runConvert(args: string[]): Promise<number> {
   const lines: string[] = [];
   if (sparse) lines.push(planTable(sparse.plan), '');
   lines.push(`${output}: ${formatBytes(sizes.outputBytes)} (${formatInt(sizes.outputBytes)} B) from ${formatBytes(sizes.inputBytes)} (${formatInt(sizes.inputBytes)} B), ratio ${sizes.ratio.toFixed(3)}x`);
-  lines.push(`gzip -9: ${formatInt(sizes.outputGzipBytes)} B from ${formatInt(sizes.inputGzipBytes)} B, ratio ${sizes.gzipRatio.toFixed(3)}x`);
+  lines.push(Number.isFinite(sizes.gzipRatio)
+    ? `gzip -9: ${formatInt(sizes.outputGzipBytes)} B from ${formatInt(sizes.inputGzipBytes)} B, ratio ${sizes.gzipRatio.toFixed(3)}x`
+    : `gzip -9: not computed for models over ${formatBytes(GZIP_SUMMARY_LIMIT)} (it would take longer than the conversion)`);
   if (densifyReport && (densifyReport.densifiedTensors || densifyReport.removedDensifyOps)) {
     lines.push(`input densified: ${densifyReport.densifiedTensors} sparse tensors expanded, ${densifyReport.removedDensifyOps} DENSIFY removed, ${densifyReport.restoredFullyConnected.length} FULLY_CONNECTED version(s) restored`);
   }
@@ -209,6 +226,8 @@ export async function runConvert(args: string[]): Promise<number> {
     const how = runtime.bitIdentical ? 'bit-identical outputs'
       : `outputs within ${runtime.tolerance.toExponential()} relative (max abs ${runtime.maxAbsDiff.toExponential(3)}, max rel ${runtime.maxRelDiff.toExponential(3)})`;
     lines.push(`runtime ${runtime.engine}: ${how}`);
+  } else if (runtimeSkipped) {
+    lines.push(runtimeSkipped);
   } else if (!verify) {
     lines.push('not verified (--no-verify)');
   }
@@ -229,6 +248,7 @@ function parseConvertArgs(args: string[]) {
       to: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean' }, json: { type: 'boolean' },
       verbose: { type: 'boolean' }, 'min-sparsity': { type: 'string' }, block: { type: 'string' },
       'keep-dense': { type: 'string', multiple: true }, 'no-verify': { type: 'boolean' }, optimize: { type: 'string' }, runtime: { type: 'string' }, 'shard-size': { type: 'string' },
+      jobs: { type: 'string' },
     },
   });
 }
@@ -293,12 +313,19 @@ function xnnpackObserved(result: SparsifyResult, runtime: RuntimeComparison | un
   return !runtime.bitIdentical;
 }
 
-function sizeSummary(inputHead: Uint8Array, inputBytes: number, output: Uint8Array): SizeSummary {
+/**
+ * gzip -9 (fflate) runs at a few MB/s: above this input size the summary leaves it out rather than
+ * spend minutes on a number beside the point of the conversion.
+ */
+const GZIP_SUMMARY_LIMIT = 64 << 20;
+
+function sizeSummary(inputHead: Uint8Array, inputBytes: number, output: { head: Uint8Array; pieces: Chunk[]; totalSize: number }): SizeSummary {
   const gz = (b: Uint8Array) => gzipSync(b, { level: 9 }).length;
-  const inputGzipBytes = inputHead.length === inputBytes ? gz(inputHead) : NaN;
-  const outputGzipBytes = gz(output);
+  const small = inputHead.length === inputBytes && inputBytes <= GZIP_SUMMARY_LIMIT;
+  const inputGzipBytes = small ? gz(inputHead) : NaN;
+  const outputGzipBytes = small ? gz(output.pieces.length ? assembleLayout(output) : output.head) : NaN;
   return {
-    inputBytes, outputBytes: output.length, ratio: inputBytes / output.length,
+    inputBytes, outputBytes: output.totalSize, ratio: inputBytes / output.totalSize,
     inputGzipBytes, outputGzipBytes, gzipRatio: inputGzipBytes / outputGzipBytes,
   };
 }
