@@ -24,7 +24,7 @@ import {
   densifiedName, keepDenseInPlan, planSparseTflite, planSparseTfliteWith, type SparseLayout, type SparsePlan, type SparsePlanEntry, type SparsePlanOptions,
 } from './sparse-plan.js';
 import { ENCODE_TASK, encodeSparseWeight, tasks as weightTasks, type WeightEncoding } from './sparse-weight.js';
-import { assembleLayout, layoutTflite, writeTflite, type TfliteLayout } from './write.js';
+import { assembleLayout, layoutTflite, writeTflite, type TfliteLayout, type TfliteWriteOptions } from './write.js';
 
 export { encodeSparseWeight } from './sparse-weight.js';
 
@@ -163,6 +163,8 @@ export interface SparsifyResult {
   densifyReport: DensifyReport;
   /** Groups of weights kept dense because the runtime refused them, with its message. */
   refusals: Array<{ tensors: string[]; reason: string }>;
+  /** Threads the analysis and encoding ran on (1: this thread). */
+  threads: number;
 }
 
 export interface SparsifyOptions extends SparsePlanOptions {
@@ -173,31 +175,35 @@ export interface SparsifyOptions extends SparsePlanOptions {
    * without a copy; others are copied once per task.
    */
   jobs?: number;
+  /** Least float32/float16/int8 weight bytes for which threads are started (default MIN_PARALLEL_BYTES). */
+  parallelMinBytes?: number;
+  /** Address buffers with Buffer.offset/size even below 2 GB (write.ts). */
+  forceOffsetBuffers?: boolean;
 }
 
 /** Below this many bytes of candidate weights, starting worker threads costs more than it saves. */
 export const MIN_PARALLEL_BYTES = 8 << 20;
 
 function sparsifyResult(dense: TfliteDocument, plan: SparsePlan, densifyReport: DensifyReport, encodings: PlanEncodings | undefined,
-  refusals: SparsifyResult['refusals'] = []): SparsifyResult {
-  const layout = layoutTflite(applySparsePlan(dense, plan, encodings));
+  threads: number, refusals: SparsifyResult['refusals'] = [], write: TfliteWriteOptions = {}): SparsifyResult {
+  const layout = layoutTflite(applySparsePlan(dense, plan, encodings), write);
   let bytes: Uint8Array | undefined;
   return {
     get bytes() { return (bytes ??= assembleLayout(layout)); },
-    layout, plan, dense, densifyReport, refusals,
+    layout, plan, dense, densifyReport, refusals, threads,
   };
 }
 
 /** Densify, plan and write in this thread, without a runtime: `--to tflite-sparse --no-verify --jobs 1`. */
 export function sparsifyTflite(doc: TfliteDocument, options: SparsePlanOptions = {}): SparsifyResult {
   const { doc: dense, report } = densifyTfliteDocument(doc);
-  return sparsifyResult(dense, planSparseTflite(dense, options), report, undefined);
+  return sparsifyResult(dense, planSparseTflite(dense, options), report, undefined, 1);
 }
 
 /** sparsifyTflite with `options.jobs` threads for the analysis and the encoding. */
 export async function sparsifyTfliteAsync(doc: TfliteDocument, options: SparsifyOptions = {}): Promise<SparsifyResult> {
-  const { dense, report, plan, encodings } = await planAndEncode(doc, options);
-  return sparsifyResult(dense, plan, report, encodings);
+  const { dense, report, plan, encodings, threads } = await planAndEncode(doc, options);
+  return sparsifyResult(dense, plan, report, encodings, threads, [], { forceOffsetBuffers: options.forceOffsetBuffers });
 }
 
 /**
@@ -205,22 +211,22 @@ export async function sparsifyTfliteAsync(doc: TfliteDocument, options: Sparsify
  * (in this thread when 1 or when the model is small).
  */
 async function planAndEncode(doc: TfliteDocument, options: SparsifyOptions) {
-  const { jobs = 1, ...planOptions } = options;
+  const { jobs = 1, parallelMinBytes = MIN_PARALLEL_BYTES, forceOffsetBuffers: _, ...planOptions } = options;
   if (!Number.isInteger(jobs) || jobs < 1) {
     throw new PrunepackError('INVALID_ARGUMENT', 'invalid number of jobs', { expected: 'an integer >= 1', found: String(jobs) });
   }
   const { doc: dense, report } = densifyTfliteDocument(doc);
-  const runner = await weightRunner(dense, jobs);
+  const runner = await weightRunner(dense, jobs, parallelMinBytes);
   try {
     const plan = await planSparseTfliteWith(runner, dense, planOptions);
-    return { dense, report, plan, encodings: await encodePlan(runner, dense, plan) };
+    return { dense, report, plan, encodings: await encodePlan(runner, dense, plan), threads: runner.size };
   } finally {
     await runner.close();
   }
 }
 
 /** A worker pool of up to `jobs` threads when the model has enough float32/float16/int8 weight bytes, else this thread. */
-async function weightRunner(doc: TfliteDocument, jobs: number): Promise<TaskRunner> {
+async function weightRunner(doc: TfliteDocument, jobs: number, minBytes: number): Promise<TaskRunner> {
   let bytes = 0;
   let weights = 0;
   for (const sg of doc.model.subgraphs) {
@@ -229,7 +235,7 @@ async function weightRunner(doc: TfliteDocument, jobs: number): Promise<TaskRunn
       if (t.buffer > 0 && b?.hasData && ELEMENT_TYPES.has(t.type)) { bytes += b.byteLength; weights++; }
     }
   }
-  if (jobs <= 1 || weights < 2 || bytes < MIN_PARALLEL_BYTES) return inThreadRunner(weightTasks);
+  if (jobs <= 1 || weights < 2 || bytes < minBytes) return inThreadRunner(weightTasks);
   const { WorkerPool } = await import('../../src/parallel/pool.js');
   return new WorkerPool({ size: Math.min(jobs, weights), modules: [new URL('./sparse-weight.js', import.meta.url)] });
 }
@@ -267,8 +273,9 @@ const MAX_INDIVIDUAL_RETRIES = 16;
  * entry saying why. The returned model passed `check` (or the call throws).
  */
 export async function sparsifyTfliteChecked(doc: TfliteDocument, options: SparsifyOptions, check: CandidateCheck): Promise<SparsifyResult> {
-  const { dense, report, plan: firstPlan, encodings } = await planAndEncode(doc, options);
-  const first = sparsifyResult(dense, firstPlan, report, encodings);
+  const { dense, report, plan: firstPlan, encodings, threads } = await planAndEncode(doc, options);
+  const write = { forceOffsetBuffers: options.forceOffsetBuffers };
+  const first = sparsifyResult(dense, firstPlan, report, encodings, threads, [], write);
   const reason = await check(first.bytes, first.plan);
   if (reason === null) return first;
   const sparse = first.plan.entries.filter((e) => e.route !== 'dense');
@@ -308,13 +315,13 @@ export async function sparsifyTfliteChecked(doc: TfliteDocument, options: Sparsi
       refusals.push({ tensors: group.map((e) => e.tensor), reason: groupReason });
     }
   }
-  let result = sparsifyResult(dense, keepDenseInPlan(dense, first.plan, refused), report, encodings, refusals);
+  let result = sparsifyResult(dense, keepDenseInPlan(dense, first.plan, refused), report, encodings, threads, refusals, write);
   const combined = await check(result.bytes, result.plan);
   if (combined !== null) {
     // The parts pass alone but not together: give up on sparsity rather than ship garbage.
     const all = new Map(sparse.map((e) => [e, refused.get(e) ?? `runtime refused the combined model: ${combined}`]));
     refusals.push({ tensors: sparse.filter((e) => !refused.has(e)).map((e) => e.tensor), reason: combined });
-    result = sparsifyResult(dense, keepDenseInPlan(dense, first.plan, all), report, encodings, refusals);
+    result = sparsifyResult(dense, keepDenseInPlan(dense, first.plan, all), report, encodings, threads, refusals, write);
     const last = await check(result.bytes, result.plan);
     if (last !== null) {
       throw new PrunepackError('RUNTIME', 'even the dense rewrite fails the runtime check', { format: 'tflite', found: last });

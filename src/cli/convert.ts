@@ -6,9 +6,13 @@ import { openModel, readModel, writeModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
 import { protectInputFile, readModelSource, writeFileAtomic, type Chunk } from '../io/files.js';
 import { defaultJobs } from '../parallel/pool.js';
-import type { Model } from '../model/types.js';
+import type { Model, WeightTensor } from '../model/types.js';
+import { dtypeBits, elementCount } from '../model/dtype.js';
 import { formatBytes, formatInt, percent, table } from './format.js';
 import { tfliteDocumentOf } from '../../converters/tflite/index.js';
+import { tensorDType } from '../../converters/tflite/model-view.js';
+import { densifyTfliteValues } from '../../converters/tflite/sparse-values.js';
+import type { SparsityParams } from '../sparsity/types.js';
 import { densifyTfliteDocument } from '../../converters/tflite/densify.js';
 import { BLOCK_CHOICES, type BlockChoice, type SparsePlan, type SparsePlanEntry } from '../../converters/tflite/sparse-plan.js';
 import {
@@ -134,9 +138,14 @@ export async function runConvert(args: string[]): Promise<number> {
   let runtimeSkipped: string | null = null;
   let densifyReport: ReturnType<typeof densifyTfliteDocument>['report'] | undefined;
   const tfliteTarget = model.format === 'tflite' && (target === 'tflite' || target === 'tflite-sparse');
-  if (tfliteTarget && source.bytes.length !== inputBytes && verify) {
-    // WebAssembly's 32-bit memory cannot hold the model; the read-back still decodes every weight.
-    runtimeSkipped = 'models over 2 GB do not fit the TFLite WASM runtime: runtime check skipped, every weight decoded and compared instead';
+  if (tfliteTarget && verify) {
+    // The WASM runtimes hold at most 2 GB and need about 3x the dense model in it (the file, the
+    // weights XNNPACK packs, DENSIFY outputs); the read-back still decodes every weight.
+    const dense = expandedBytes(model, inputBytes);
+    if (dense > RUNTIME_CHECK_MAX_BYTES) {
+      runtimeSkipped = `runtime check skipped: the dense model (${formatBytes(dense)}) is larger than the TFLite WASM runtimes hold `
+        + `(${formatBytes(RUNTIME_CHECK_MAX_BYTES)}); every weight decoded and compared instead`;
+    }
   }
   const reference = tfliteTarget && verify && !runtimeSkipped ? await runtimeReference(source.bytes, target === 'tflite-sparse' ? tunedFor : undefined) : undefined;
 
@@ -182,10 +191,7 @@ export async function runConvert(args: string[]): Promise<number> {
     }
   }
 
-  writeFileAtomic(output, written.totalSize, [{ position: 0, bytes: written.head }, ...written.pieces], verify ? (temp) => {
-    const back = readModelSource(temp);
-    verifyWeightsEqual(model, readModel({ ...back, path: output }).model);
-  } : undefined);
+  writeFileAtomic(output, written.totalSize, [{ position: 0, bytes: written.head }, ...written.pieces], verify ? (temp) => verifyReadBack(model, temp, output) : undefined);
 
   const sizes = sizeSummary(source.bytes, inputBytes, written);
   const summary = {
@@ -194,6 +200,7 @@ export async function runConvert(args: string[]): Promise<number> {
     runtime: runtime ?? null,
     ...(runtimeSkipped ? { runtimeSkipped } : {}),
     ...(densifyReport ? { densify: densifyReport } : {}),
+    ...(sparse ? { threads: sparse.threads } : {}),
     ...(sparse ? { plan: planJson(sparse.plan), xnnpack: { ...sparse.plan.xnnpack, observed: xnnpackObserved(sparse, runtime) }, refusals: sparse.refusals } : {}),
   };
   if (values.json) {
@@ -211,7 +218,7 @@ export async function runConvert(args: string[]): Promise<number> {
   }
   if (sparse) {
     const t = sparse.plan.totals;
-    lines.push(`sparse weights: ${t.sparseWeights} (${t.densifyOps} through DENSIFY, ${t.nativeOperators} FULLY_CONNECTED reading natively)`);
+    lines.push(`sparse weights: ${t.sparseWeights} (${t.densifyOps} through DENSIFY, ${t.nativeOperators} FULLY_CONNECTED reading natively); analyzed and encoded on ${sparse.threads} thread${sparse.threads > 1 ? 's' : ''}`);
     lines.push(latencyLine(sparse.plan));
     lines.push(`XNNPACK fast sparse inference: ${sparse.plan.xnnpack.qualifies ? 'yes' : 'no'} (${sparse.plan.xnnpack.reason})`);
     const observed = xnnpackObserved(sparse, runtime);
@@ -314,6 +321,27 @@ function xnnpackObserved(result: SparsifyResult, runtime: RuntimeComparison | un
 }
 
 /**
+ * Largest dense model checked in the TFLite WASM runtime. Measured (LiteRT 2.5.3, tfjs-tflite
+ * alpha.10): a 256 MiB dense FULLY_CONNECTED model took 560 MB of WASM heap, its DENSIFY version
+ * 720-780 MB; a 1 GiB one aborted in both (their memory ends at 2 GB).
+ */
+export const RUNTIME_CHECK_MAX_BYTES = 512 << 20;
+
+/** Bytes of the model with every weight dense (what a runtime holds once DENSIFY has run), without loading any weight. */
+function expandedBytes(model: Model, fileBytes: number): number {
+  const doc = tfliteDocumentOf(model);
+  let stored = 0;
+  let dense = 0;
+  doc.model.subgraphs.forEach((sg, s) => sg.tensors.forEach((t, i) => {
+    const buffer = doc.buffers[t.buffer];
+    if (t.buffer <= 0 || !buffer?.hasData) return;
+    stored += buffer.byteLength;
+    dense += t.sparsity ? Math.ceil((elementCount(t.shape) * dtypeBits(tensorDType(t.type, `subgraph ${s} tensor ${i}`))) / 8) : buffer.byteLength;
+  }));
+  return fileBytes - stored + dense;
+}
+
+/**
  * gzip -9 (fflate) runs at a few MB/s: above this input size the summary leaves it out rather than
  * spend minutes on a number beside the point of the conversion.
  */
@@ -366,12 +394,39 @@ function planTable(plan: SparsePlan): string {
  * a -0.0 comes back as +0.0).
  */
 export function verifyWeightsEqual(a: Model, b: Model): void {
-  const byName = new Map(b.weights.map((w) => [w.name, w]));
+  compareWeights(a, new Map(b.weights.map((w) => [w.name, w])));
+}
+
+/**
+ * verifyWeightsEqual against the model in `file` (the written output), holding one decoded
+ * output weight at a time: the read-back model itself is not kept, and each weight is let go
+ * once compared (a model's weights keep their decoded bytes).
+ */
+function verifyReadBack(input: Model, file: string, name: string): void {
+  const written = readModel({ ...readModelSource(file), path: name }).model;
+  let scratch = new ArrayBuffer(0);
+  // TFLite sparse weights decode into one reused buffer: decoded weights are never garbage that
+  // the collector may leave in memory until the end (a 1 GB model would hold a second copy).
+  const dense = written.format !== 'tflite' ? undefined : (w: WeightTensor): Uint8Array => {
+    if (!w.sparsity) return w.denseBytes();
+    const size = Math.ceil((elementCount(w.shape) * dtypeBits(w.dtype)) / 8);
+    if (scratch.byteLength < size) scratch = new ArrayBuffer(size);
+    return densifyTfliteValues(w.bytes, w.dtype, w.shape, w.sparsity as SparsityParams, w.name, new Uint8Array(scratch, 0, size));
+  };
+  compareWeights(input, new Map(written.weights.map((w) => [w.name, w])), dense);
+}
+
+/**
+ * Compares every weight of `a` with the same-named entry of `others`, removing each entry once
+ * compared; `denseOf` decodes an entry (default: its denseBytes()).
+ */
+function compareWeights(a: Model, others: Map<string, WeightTensor>, denseOf = (w: WeightTensor) => w.denseBytes()): void {
   for (const w of a.weights) {
-    const other = byName.get(w.name);
+    const other = others.get(w.name);
     if (!other) throw new PrunepackError('VERIFY_FAILED', 'a weight is missing from the output', { location: w.name });
+    others.delete(w.name);
     const x = w.denseBytes();
-    const y = other.denseBytes();
+    const y = denseOf(other);
     if (x.length === y.length && Buffer.compare(x, y) === 0) continue;
     const at = x.length === y.length && w.dtype === other.dtype ? firstDifference(x, y, w.dtype) : 0;
     if (at >= 0) {
