@@ -5,6 +5,7 @@
  * size; and the encode stage (analysis + encoding of every weight) with 2 threads against 1.
  * Rows are returned to bench/run.ts. Usable alone for one-off sizes:
  *   node dist/bench/convert-scale.js generate FILE BYTES [--offset-buffers]
+ *   node dist/bench/convert-scale.js convert-rss CONVERT-ARGS...   (prints the peak RSS)
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,6 +20,7 @@ import { layoutTflite } from '../converters/tflite/write.js';
 import { readTfliteDocument } from '../converters/tflite/read.js';
 import { sparsifyTfliteAsync } from '../converters/tflite/sparse-write.js';
 import { readModelSource, writeFileAtomic } from '../src/io/files.js';
+import { RUNTIME_CHECK_MAX_BYTES } from '../src/cli/convert.js';
 import { mulberry32 } from '../src/random.js';
 
 export interface Row { benchmark: string; metric: string; value: number; target?: string }
@@ -81,50 +83,59 @@ async function convertInProcess(args: string[]): Promise<void> {
 }
 
 /** Peak RSS of `prunepack convert ARGS` in a fresh process (bytes). */
-function convertPeakRss(cli: string, args: string[]): number {
-  const script = `const { runConvert } = await import(${JSON.stringify(cli)});
-    process.stdout.write = () => true;
-    const code = await runConvert(${JSON.stringify(args)});
-    process.stderr.write(JSON.stringify({ code, maxRss: process.resourceUsage().maxRSS * 1024 }) + '\\n');`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-  const last = r.stderr.trim().split('\n').pop() ?? '';
-  let parsed: { code: number; maxRss: number } | null = null;
-  try { parsed = JSON.parse(last) as { code: number; maxRss: number }; } catch { /* reported below */ }
-  if (r.status !== 0 || !parsed || parsed.code !== 0) throw new Error(`convert ${args.join(' ')} failed: ${r.stderr}`);
-  return parsed.maxRss;
+function convertPeakRss(args: string[]): number {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), 'convert-rss', ...args], { encoding: 'utf8' });
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !last.startsWith('{')) throw new Error(`convert ${args.join(' ')} failed: ${r.stderr}`);
+  return Number((JSON.parse(last) as { maxRss: number }).maxRss);
+}
+
+export interface ConvertScaleCase {
+  name: string;
+  model: string;
+  out: string;
+  size: number;
+  rows: Row[];
 }
 
 /**
- * The convert rows. `dir` is a scratch folder; the generated model is ~`sizeBytes` (1 GB at scale 1).
- * Memory cases run first in fresh processes, timing after, so this process's own peak does not matter.
+ * Part 1, to run while this process is small (a child's peak RSS starts at its parent's on Linux,
+ * fork copies it): generates the model in a child, then peak RSS of `convert` in fresh processes.
  */
-export async function benchConvertScale(dir: string, sizeBytes: number): Promise<Row[]> {
+export function convertScaleMemory(dir: string, sizeBytes: number): ConvertScaleCase {
   const model = path.join(dir, 'convert-scale.tflite');
   const out = path.join(dir, 'convert-scale.sparse.tflite');
-  const copy = path.join(dir, 'convert-scale.copy.tflite');
-  const size = generateSparseFcModel(model, sizeBytes);
-  const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/convert.js');
+  const generated = spawnSync(process.execPath, [fileURLToPath(import.meta.url), 'generate', model, String(sizeBytes)], { encoding: 'utf8' });
+  if (generated.status !== 0) throw new Error(`generating the convert benchmark model failed: ${generated.stderr}`);
+  const size = Number(generated.stdout.trim());
   const name = `convert tflite-sparse ${Math.round(size / MB)} MB, 80% zeros`;
-  const convertArgs = (...extra: string[]) => [model, '--to', 'tflite-sparse', '-o', out, '--force', ...extra];
   const rows: Row[] = [{ benchmark: name, metric: 'model bytes', value: size }];
+  const args = (...extra: string[]) => [model, '--to', 'tflite-sparse', '-o', out, '--force', ...extra];
+  rows.push({ benchmark: name, metric: 'peak RSS / model size, --no-verify (fresh process)', value: convertPeakRss(args('--no-verify')) / size, target: '<= 2' });
+  rows.push({ benchmark: name, metric: 'peak RSS / model size, default (verified)', value: convertPeakRss(args()) / size, target: '<= 2' });
+  return { name, model, out, size, rows };
+}
 
-  const rssNoVerify = convertPeakRss(cli, convertArgs('--no-verify'));
-  rows.push({ benchmark: name, metric: 'peak RSS / model size, --no-verify (fresh process)', value: rssNoVerify / size, target: '<= 2' });
-  let rssVerify = Number.NaN;
-  try { rssVerify = convertPeakRss(cli, convertArgs()); } catch (e) { console.error(`verify run failed: ${(e as Error).message.split('\n')[0]}`); }
-  rows.push({ benchmark: name, metric: 'peak RSS / model size, with runtime check', value: rssVerify / size });
-
+/**
+ * Part 2, in this process: time against plain fs read + write of the same bytes, with and without
+ * the verification, with 2 threads and 1; then the encode stage alone with 2 threads against 1.
+ */
+export async function convertScaleTime(c: ConvertScaleCase): Promise<Row[]> {
+  const { name, model, out, size } = c;
+  const rows = [...c.rows];
+  const args = (...extra: string[]) => [model, '--to', 'tflite-sparse', '-o', out, '--force', ...extra];
+  const copy = `${model}.copy`;
   const baseline = await bestOf(2, () => fs.writeFileSync(copy, fs.readFileSync(model)));
   fs.rmSync(copy, { force: true });
-  const noVerify = await bestOf(2, () => convertInProcess(convertArgs('--no-verify')));
-  const noVerify1 = await bestOf(1, () => convertInProcess(convertArgs('--no-verify', '--jobs', '1')));
-  let verify = Number.NaN;
-  try { verify = await bestOf(1, () => convertInProcess(convertArgs())); } catch (e) { console.error(`verify run failed: ${(e as Error).message.split('\n')[0]}`); }
+  const noVerify = await bestOf(2, () => convertInProcess(args('--no-verify')));
+  const noVerify1 = await bestOf(1, () => convertInProcess(args('--no-verify', '--jobs', '1')));
+  const verified = await bestOf(1, () => convertInProcess(args()));
+  const runtimeChecked = size <= RUNTIME_CHECK_MAX_BYTES;
   rows.push(
     { benchmark: name, metric: 'baseline: fs read + write of the same bytes (ms)', value: Math.round(baseline) },
     { benchmark: name, metric: 'time / baseline, --no-verify (default --jobs)', value: noVerify / baseline, target: '<= 3' },
     { benchmark: name, metric: 'time / baseline, --no-verify --jobs 1', value: noVerify1 / baseline },
-    { benchmark: name, metric: 'time / baseline, with runtime check (default)', value: verify / baseline },
+    { benchmark: name, metric: `time / baseline, default (read-back decode${runtimeChecked ? ' + runtime check' : '; no runtime check above 512 MiB'})`, value: verified / baseline },
   );
 
   // The encode stage alone (densify, plan, encode, lay out), weights shared with the workers.
@@ -133,14 +144,36 @@ export async function benchConvertScale(dir: string, sizeBytes: number): Promise
   const one = await bestOf(2, async () => { await sparsifyTfliteAsync(doc, { jobs: 1 }); });
   const two = await bestOf(2, async () => { await sparsifyTfliteAsync(doc, { jobs: 2 }); });
   rows.push(
-    { benchmark: name, metric: 'encode stage --jobs 1 (ms)', value: Math.round(one) },
+    { benchmark: name, metric: 'encode stage, --jobs 1 (ms)', value: Math.round(one) },
     { benchmark: name, metric: 'encode stage speed-up, --jobs 2 vs --jobs 1', value: one / two, target: '>= 1.6' },
   );
   for (const f of [model, out]) fs.rmSync(f, { force: true });
   return rows;
 }
 
+/** `convert` with the runtime check, on a model small enough for the WASM runtime (what the check costs). */
+export async function convertRuntimeCheckTime(dir: string, sizeBytes: number): Promise<Row[]> {
+  const model = path.join(dir, 'convert-check.tflite');
+  const out = path.join(dir, 'convert-check.sparse.tflite');
+  const size = generateSparseFcModel(model, Math.min(sizeBytes, RUNTIME_CHECK_MAX_BYTES / 2));
+  const name = `convert tflite-sparse ${Math.round(size / MB)} MB, 80% zeros`;
+  const baseline = await bestOf(2, () => fs.writeFileSync(`${model}.copy`, fs.readFileSync(model)));
+  const noVerify = await bestOf(2, () => convertInProcess([model, '--to', 'tflite-sparse', '-o', out, '--force', '--no-verify']));
+  const checked = await bestOf(1, () => convertInProcess([model, '--to', 'tflite-sparse', '-o', out, '--force']));
+  for (const f of [model, out, `${model}.copy`]) fs.rmSync(f, { force: true });
+  return [
+    { benchmark: name, metric: 'model bytes', value: size },
+    { benchmark: name, metric: 'time / baseline, --no-verify', value: noVerify / baseline },
+    { benchmark: name, metric: 'time / baseline, default (read-back decode + LiteRT runtime check)', value: checked / baseline },
+  ];
+}
+
 const argv = process.argv.slice(2);
-if (argv[0] === 'generate' && process.argv[1] === fileURLToPath(import.meta.url)) {
-  console.log(generateSparseFcModel(argv[1]!, Number(argv[2]), { offsetBuffers: argv.includes('--offset-buffers') }));
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (argv[0] === 'generate') {
+    console.log(generateSparseFcModel(argv[1]!, Number(argv[2]), { offsetBuffers: argv.includes('--offset-buffers') }));
+  } else if (argv[0] === 'convert-rss') {
+    await convertInProcess(argv.slice(1));
+    console.log(JSON.stringify({ maxRss: process.resourceUsage().maxRSS * 1024 }));
+  }
 }

@@ -342,10 +342,11 @@ function expandedBytes(model: Model, fileBytes: number): number {
 }
 
 /**
- * gzip -9 (fflate) runs at a few MB/s: above this input size the summary leaves it out rather than
- * spend minutes on a number beside the point of the conversion.
+ * gzip -9 (fflate, as `audit`) runs at 2-5 MB/s on weights, several times slower than the
+ * conversion itself: above this input size the summary leaves it out rather than spend most of the
+ * run on a number beside the point of the conversion.
  */
-const GZIP_SUMMARY_LIMIT = 64 << 20;
+const GZIP_SUMMARY_LIMIT = 16 << 20;
 
 function sizeSummary(inputHead: Uint8Array, inputBytes: number, output: { head: Uint8Array; pieces: Chunk[]; totalSize: number }): SizeSummary {
   const gz = (b: Uint8Array) => gzipSync(b, { level: 9 }).length;
@@ -404,29 +405,36 @@ export function verifyWeightsEqual(a: Model, b: Model): void {
  */
 function verifyReadBack(input: Model, file: string, name: string): void {
   const written = readModel({ ...readModelSource(file), path: name }).model;
+  compareWeights(input, new Map(written.weights.map((w) => [w.name, w])), reusingDecoder(input.format), reusingDecoder(written.format));
+}
+
+/**
+ * Dense bytes of a weight; TFLite sparse weights decode into one buffer reused from call to call,
+ * so decoded weights never pile up as garbage the collector may leave until the end (a 1 GB model
+ * would hold a second copy), nor in the models' own caches.
+ */
+function reusingDecoder(format: string): (w: WeightTensor) => Uint8Array {
+  if (format !== 'tflite') return (w) => w.denseBytes();
   let scratch = new ArrayBuffer(0);
-  // TFLite sparse weights decode into one reused buffer: decoded weights are never garbage that
-  // the collector may leave in memory until the end (a 1 GB model would hold a second copy).
-  const dense = written.format !== 'tflite' ? undefined : (w: WeightTensor): Uint8Array => {
+  return (w) => {
     if (!w.sparsity) return w.denseBytes();
     const size = Math.ceil((elementCount(w.shape) * dtypeBits(w.dtype)) / 8);
     if (scratch.byteLength < size) scratch = new ArrayBuffer(size);
     return densifyTfliteValues(w.bytes, w.dtype, w.shape, w.sparsity as SparsityParams, w.name, new Uint8Array(scratch, 0, size));
   };
-  compareWeights(input, new Map(written.weights.map((w) => [w.name, w])), dense);
 }
 
 /**
  * Compares every weight of `a` with the same-named entry of `others`, removing each entry once
- * compared; `denseOf` decodes an entry (default: its denseBytes()).
+ * compared; `denseA` / `denseB` decode a weight (default: its denseBytes()).
  */
-function compareWeights(a: Model, others: Map<string, WeightTensor>, denseOf = (w: WeightTensor) => w.denseBytes()): void {
+function compareWeights(a: Model, others: Map<string, WeightTensor>, denseA = (w: WeightTensor) => w.denseBytes(), denseB = denseA): void {
   for (const w of a.weights) {
     const other = others.get(w.name);
     if (!other) throw new PrunepackError('VERIFY_FAILED', 'a weight is missing from the output', { location: w.name });
     others.delete(w.name);
-    const x = w.denseBytes();
-    const y = denseOf(other);
+    const x = denseA(w);
+    const y = denseB(other);
     if (x.length === y.length && Buffer.compare(x, y) === 0) continue;
     const at = x.length === y.length && w.dtype === other.dtype ? firstDifference(x, y, w.dtype) : 0;
     if (at >= 0) {
