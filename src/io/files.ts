@@ -134,7 +134,7 @@ export function writeFileAtomic(dest: string, totalSize: number, chunks: Iterabl
       while (done < bytes.length) {
         const n = fs.writeSync(fd, bytes, done, Math.min(bytes.length - done, piece), position + done);
         done += n;
-        written += n;
+        written = Math.max(written, position + done); // the extent: chunks may leave gaps (alignment padding)
         maybePause();
       }
     }
