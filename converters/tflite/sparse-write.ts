@@ -211,14 +211,14 @@ export async function sparsifyTfliteAsync(doc: TfliteDocument, options: Sparsify
  * (in this thread when 1 or when the model is small).
  */
 async function planAndEncode(doc: TfliteDocument, options: SparsifyOptions) {
-  const { jobs = 1, parallelMinBytes = MIN_PARALLEL_BYTES, forceOffsetBuffers: _, ...planOptions } = options;
+  const { jobs = 1, parallelMinBytes = MIN_PARALLEL_BYTES } = options;
   if (!Number.isInteger(jobs) || jobs < 1) {
     throw new PrunepackError('INVALID_ARGUMENT', 'invalid number of jobs', { expected: 'an integer >= 1', found: String(jobs) });
   }
   const { doc: dense, report } = densifyTfliteDocument(doc);
   const runner = await weightRunner(dense, jobs, parallelMinBytes);
   try {
-    const plan = await planSparseTfliteWith(runner, dense, planOptions);
+    const plan = await planSparseTfliteWith(runner, dense, options); // the planner reads its own options only
     return { dense, report, plan, encodings: await encodePlan(runner, dense, plan), threads: runner.size };
   } finally {
     await runner.close();
