@@ -2,7 +2,8 @@
  * `npm run bench`: every benchmark prints ratios against a baseline measured in the same
  * process on the same data. Peak memory is measured in a fresh child process per case
  * (process.resourceUsage().maxRSS), as a ratio to the model size. Results go to
- * bench/results.json. Environment: BENCH_SCALE=0.1 shrinks every input (quick runs).
+ * bench/results.json. Environment: BENCH_SCALE=0.1 shrinks every input (quick runs). The convert
+ * benchmark (bench/convert-scale.ts) generates a 1 GB model at scale 1.
  * `npm run bench -- latency [--calibrate] [--engine E] [--quick]`: inference latency of
  * tflite-sparse outputs instead (bench/latency.ts). `npm run bench -- pack`: pack sizes against
  * gzip -9 and xz -9 of the dense files (bench/pack.ts).
@@ -13,6 +14,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { generateTfliteModel, plainReadWrite, prunepackReadWrite, scratchPaths } from './tflite-io.js';
+import { convertRuntimeCheckTime, convertScaleMemory, convertScaleTime, type Row as ConvertRow } from './convert-scale.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -45,12 +47,16 @@ async function child(caseName: string, args: string[]): Promise<void> {
   console.log(JSON.stringify({ maxRss: process.resourceUsage().maxRSS * 1024 }));
 }
 
-interface Row { benchmark: string; metric: string; value: number; target?: string }
+type Row = ConvertRow;
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prunepack-bench-'));
   try {
+    // 0. convert --to tflite-sparse of a generated ~1 GB model (bench/convert-scale.ts): its
+    // memory cases first, while this process is small; its timing last.
+    const convertScale = convertScaleMemory(dir, Math.round(1024 * MB * scale));
+
     // 1. TFLite read + write of a generated ~200 MB model.
     // Children inherit the parent's peak RSS on Linux (fork copies it), so every child runs
     // before this process holds anything large: generation and memory cases first, timing last.
@@ -105,6 +111,8 @@ async function main(): Promise<void> {
     const onnx = spawnSync(process.execPath, [path.join(here, 'onnx-external.js'), '--size', String(Math.round(1e9 * scale)), '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     if (onnx.status !== 0) throw new Error(`bench/onnx-external failed (exit ${onnx.status})`);
     rows.push(...(JSON.parse(onnx.stdout.trim().split('\n').pop()!) as Row[]));
+    // 5. convert --to tflite-sparse at scale: time, threads, and what the runtime check costs.
+    rows.push(...await convertScaleTime(convertScale), ...await convertRuntimeCheckTime(dir, Math.round(256 * MB * scale)));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

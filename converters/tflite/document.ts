@@ -102,16 +102,24 @@ export class TypedSparsityT extends SparsityParametersT {
 }
 
 function packIndexVector(builder: flatbuffers.Builder, v: IndexVector): [SparseIndexVector, flatbuffers.Offset] {
-  if (v instanceof Uint8Array) {
-    builder.startVector(1, v.length, 4); // Uint8/Uint16 index vectors must be 4-byte aligned
-    for (let i = v.length - 1; i >= 0; i--) builder.addInt8(v[i]!);
-    return [SparseIndexVector.Uint8Vector, Uint8Vector.createUint8Vector(builder, builder.endVector())];
+  const type = v instanceof Uint8Array ? SparseIndexVector.Uint8Vector : v instanceof Uint16Array ? SparseIndexVector.Uint16Vector : SparseIndexVector.Int32Vector;
+  // Uint8/Uint16 index vectors must be 4-byte aligned (as TFLite's exporter writes them).
+  builder.startVector(v.BYTES_PER_ELEMENT, v.length, 4);
+  if (LITTLE_ENDIAN) {
+    // One copy of the whole vector (flatbuffers are little-endian, like this machine); index
+    // vectors of big weights hold millions of entries.
+    const space = (builder as unknown as { space: number }).space - v.byteLength;
+    (builder as unknown as { space: number }).space = space;
+    builder.dataBuffer().bytes().set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), space);
+  } else {
+    for (let i = v.length - 1; i >= 0; i--) {
+      if (v instanceof Uint8Array) builder.addInt8(v[i]!); else if (v instanceof Uint16Array) builder.addInt16(v[i]!); else builder.addInt32(v[i]!);
+    }
   }
-  if (v instanceof Uint16Array) {
-    builder.startVector(2, v.length, 4);
-    for (let i = v.length - 1; i >= 0; i--) builder.addInt16(v[i]!);
-    return [SparseIndexVector.Uint16Vector, Uint16Vector.createUint16Vector(builder, builder.endVector())];
-  }
-  const values = Int32Vector.createValuesVector(builder, v);
-  return [SparseIndexVector.Int32Vector, Int32Vector.createInt32Vector(builder, values)];
+  const vector = builder.endVector();
+  const table = type === SparseIndexVector.Uint8Vector ? Uint8Vector.createUint8Vector(builder, vector)
+    : type === SparseIndexVector.Uint16Vector ? Uint16Vector.createUint16Vector(builder, vector) : Int32Vector.createInt32Vector(builder, vector);
+  return [type, table];
 }
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

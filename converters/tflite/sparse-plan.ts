@@ -3,11 +3,13 @@
  * to write (dense, read natively by FULLY_CONNECTED, or through a DENSIFY operator), in which
  * layout, why, and what it costs. The plan is plain data; sparse-write.ts applies it.
  *
- * Layout search: a weight's zero pattern is reduced to a byte mask once; each traversal order
- * (and block shape) is then one pass over the mask that counts, per level, the distinct prefixes
- * holding a nonzero. From those counts the exact size of every DENSE / SPARSE_CSR level choice
- * follows arithmetically (values + index vectors at their narrowest width), plus an estimate of
- * the flatbuffer tables around them. See FORMATS.md for which layouts each consumer reads.
+ * Layout search (sparse-weight.ts, zero-mask.ts): a weight's zero pattern is reduced to a byte
+ * mask once; for each traversal order (and block shape) the number of distinct prefixes holding a
+ * nonzero follows from memoized OR-reductions of the mask. From those counts the exact size of
+ * every DENSE / SPARSE_CSR level choice follows arithmetically (values + index vectors at their
+ * narrowest width), plus an estimate of the flatbuffer tables around them. See FORMATS.md for
+ * which layouts each consumer reads. The analysis of each weight is independent of the graph, so
+ * planSparseTfliteWith runs it in worker threads.
  */
 import { BuiltinOperator } from '../../schemas/generated/tflite/tflite/builtin-operator.js';
 import { BuiltinOptions } from '../../schemas/generated/tflite/tflite/builtin-options.js';
@@ -18,12 +20,18 @@ import { TensorType } from '../../schemas/generated/tflite/tflite/tensor-type.js
 import { PrunepackError } from '../../src/errors.js';
 import type { DType } from '../../src/model/dtype.js';
 import type { LevelFormat } from '../../src/sparsity/format-converter.js';
+import type { TaskRunner } from '../../src/parallel/runner.js';
 import type { TfliteDocument } from './document.js';
 import { operatorName, tensorDType } from './model-view.js';
+import {
+  ANALYZE_TASK, analyzeWeight, densifiedName, densifyOverheadBytes, type WeightAnalysis, type WeightCandidate, type WeightSpec,
+} from './sparse-weight.js';
 import {
   DENSE_PREDICTION, DEFAULT_RUNTIME, OPTIMIZE_GOALS, analyzeXnnpackNchw, chooseCandidate, nativeEncodingOf, predictDensify, predictNative,
   runtimeProfile, type CostPrediction, type OptimizeGoal, type XnnpackCluster,
 } from './latency.js';
+
+export { densifiedName, densifyOverheadBytes } from './sparse-weight.js';
 
 export type BlockChoice = 'auto' | 'none' | '1x4' | '1x16';
 export const BLOCK_CHOICES: readonly BlockChoice[] = ['auto', 'none', '1x4', '1x16'];
@@ -140,300 +148,6 @@ export interface SparsePlan {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Flatbuffer cost estimates (bytes). Measured on the writer's output: a DENSE level table with its
-// slot in dim_metadata; a SPARSE_CSR level table with two index-vector union tables; the
-// SparsityParameters table with its vectors' length words; a DENSIFY operator plus its output
-// tensor (name and shape added separately).
-
-const DENSE_LEVEL_BYTES = 12;
-const SPARSE_LEVEL_BYTES = 36;
-const SPARSITY_BASE_BYTES = 32;
-const PER_LEVEL_BYTES = 4;
-const DENSIFY_OP_BYTES = 52;
-const DENSIFY_TENSOR_BYTES = 28;
-
-function indexWidth(max: number): number {
-  return max <= 0xff ? 1 : max <= 0xffff ? 2 : 4;
-}
-
-function vectorBytes(count: number, width: number): number {
-  return 4 + Math.ceil((count * width) / 4) * 4;
-}
-
-/** Estimated bytes of the DENSIFY operator and output tensor added for one weight. */
-export function densifyOverheadBytes(shape: readonly number[], outputName: string): number {
-  return DENSIFY_OP_BYTES + DENSIFY_TENSOR_BYTES + 4 * shape.length + Math.ceil((outputName.length + 1) / 4) * 4;
-}
-
-/** Name of the DENSIFY output tensor for tensor `t` (short: names are stored in the file). */
-export function densifiedName(t: number): string {
-  return `densify/${t}`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Zero masks and prefix counts
-
-interface ZeroMask {
-  shape: number[];
-  /** 1 where the element (or block) holds a nonzero. */
-  mask: Uint8Array;
-  nonzeros: number;
-  /** Per dimension: largest coordinate holding a nonzero (-1 when none). */
-  maxCoord: number[];
-}
-
-function stridesOf(shape: readonly number[]): number[] {
-  const strides = new Array<number>(shape.length);
-  let s = 1;
-  for (let d = shape.length - 1; d >= 0; d--) { strides[d] = s; s *= shape[d]!; }
-  return strides;
-}
-
-function maxCoordinates(mask: Uint8Array, shape: readonly number[]): number[] {
-  const n = shape.length;
-  const max = new Array<number>(n).fill(-1);
-  const coord = new Int32Array(n);
-  const last = shape[n - 1]!;
-  for (let i = 0; i < mask.length; i += last) {
-    let lastMax = -1;
-    for (let j = 0; j < last; j++) if (mask[i + j]) lastMax = j;
-    if (lastMax >= 0) {
-      if (lastMax > max[n - 1]!) max[n - 1] = lastMax;
-      for (let d = 0; d < n - 1; d++) if (coord[d]! > max[d]!) max[d] = coord[d]!;
-    }
-    for (let d = n - 2; d >= 0; d--) {
-      if (++coord[d]! < shape[d]!) break;
-      coord[d] = 0;
-    }
-  }
-  return max;
-}
-
-function makeMask(mask: Uint8Array, shape: number[]): ZeroMask {
-  let nonzeros = 0;
-  for (let i = 0; i < mask.length; i++) nonzeros += mask[i]!;
-  return { shape, mask, nonzeros, maxCoord: maxCoordinates(mask, shape) };
-}
-
-/** The mask of blocks of `size` along dimension `dim`: a block is nonzero when any element is. */
-function blockMask(m: ZeroMask, dim: number, size: number): ZeroMask {
-  const shape = [...m.shape];
-  shape[dim] = shape[dim]! / size;
-  let inner = 1;
-  for (let d = dim + 1; d < m.shape.length; d++) inner *= m.shape[d]!;
-  let outer = 1;
-  for (let d = 0; d < dim; d++) outer *= m.shape[d]!;
-  const blocks = shape[dim]!;
-  const out = new Uint8Array(m.mask.length / size);
-  const src = m.mask;
-  for (let o = 0; o < outer; o++) {
-    for (let b = 0; b < blocks; b++) {
-      const dst = (o * blocks + b) * inner;
-      for (let e = 0; e < size; e++) {
-        const from = ((o * blocks + b) * size + e) * inner;
-        for (let i = 0; i < inner; i++) out[dst + i]! |= src[from + i]!;
-      }
-    }
-  }
-  return makeMask(out, shape);
-}
-
-/**
- * For the traversal `perm` of the mask's dimensions: counts[l] = number of distinct prefixes
- * (coordinates of levels 0..l) under which a nonzero lies. One pass in traversal order.
- */
-function prefixCounts(m: ZeroMask, perm: readonly number[]): Float64Array {
-  const levels = perm.length;
-  const strides = stridesOf(m.shape);
-  const size = perm.map((d) => m.shape[d]!);
-  const stride = perm.map((d) => strides[d]!);
-  const counts = new Float64Array(levels);
-  const coord = new Int32Array(levels);
-  const mask = m.mask;
-  const last = levels - 1;
-  const innerSize = size[last]!;
-  const innerStride = stride[last]!;
-  let seen = 0; // levels below `seen` have their current prefix counted already
-  let base = 0;
-  let innerCount = 0;
-  for (;;) {
-    let offset = base;
-    for (let j = 0; j < innerSize; j++, offset += innerStride) {
-      if (mask[offset]) {
-        if (seen < last) { for (let l = seen; l < last; l++) counts[l]!++; seen = last; }
-        innerCount++;
-      }
-    }
-    let l = last - 1;
-    while (l >= 0) {
-      base += stride[l]!;
-      if (++coord[l]! < size[l]!) break;
-      base -= stride[l]! * size[l]!;
-      coord[l] = 0;
-      l--;
-    }
-    if (l < 0) break;
-    if (seen > l) seen = l;
-  }
-  counts[last] = innerCount;
-  return counts;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Layout search
-
-interface Candidate {
-  layout: SparseLayout;
-  /** Stored values, index vectors and sparsity tables. */
-  bytes: number;
-  values: number;
-  description: string;
-}
-
-interface Block { dim: number; size: number }
-
-/** Cost of one level-format choice, from the prefix counts of its traversal. */
-function layoutCost(m: ZeroMask, perm: readonly number[], sparse: readonly boolean[], counts: Float64Array,
-  elementBytes: number, block: Block | null): { bytes: number; values: number; widths: string[] } {
-  const levels = perm.length + (block ? 1 : 0);
-  let bytes = SPARSITY_BASE_BYTES + PER_LEVEL_BYTES * levels + (block ? 4 : 0);
-  let positions = 1;
-  const widths: string[] = [];
-  for (let l = 0; l < perm.length; l++) {
-    const size = m.shape[perm[l]!]!;
-    if (!sparse[l]) {
-      positions *= size;
-      bytes += DENSE_LEVEL_BYTES;
-      continue;
-    }
-    const stored = counts[l]!;
-    const segmentWidth = indexWidth(stored);
-    const index = indexWidth(Math.max(0, m.maxCoord[perm[l]!]!));
-    bytes += SPARSE_LEVEL_BYTES + vectorBytes(positions + 1, segmentWidth) + vectorBytes(stored, index);
-    widths.push(`${index === 1 ? 'u8' : index === 2 ? 'u16' : 'i32'}`);
-    positions = stored;
-  }
-  if (block) { positions *= block.size; bytes += DENSE_LEVEL_BYTES; }
-  return { bytes: bytes + positions * elementBytes, values: positions, widths };
-}
-
-function permutations(items: number[]): number[][] {
-  if (items.length <= 1) return [items];
-  const out: number[][] = [];
-  items.forEach((x, i) => {
-    for (const rest of permutations([...items.slice(0, i), ...items.slice(i + 1)])) out.push([x, ...rest]);
-  });
-  return out;
-}
-
-/** Traversal orders to try: every order of the dimensions larger than 1 (size-1 ones go first). */
-function traversalOrders(shape: readonly number[], elementCount: number): number[][] {
-  const ones = shape.flatMap((d, i) => (d === 1 ? [i] : []));
-  const active = shape.flatMap((d, i) => (d > 1 ? [i] : []));
-  let orders: number[][];
-  // Every order up to 5 dimensions (120); beyond that, or for very large tensors, a few.
-  if (active.length <= 5 && (active.length <= 3 || elementCount <= 4_000_000)) {
-    orders = permutations(active);
-  } else {
-    const seen = new Set<string>();
-    orders = [];
-    const add = (o: number[]) => { const k = o.join(); if (!seen.has(k)) { seen.add(k); orders.push(o); } };
-    add(active);
-    add([...active].reverse());
-    for (const d of active) {
-      add([...active.filter((x) => x !== d), d]);
-      add([d, ...active.filter((x) => x !== d)]);
-    }
-  }
-  return orders.map((o) => [...ones, ...o]);
-}
-
-function describeLayout(prefix: string, perm: readonly number[], sparse: readonly boolean[], widths: string[], block: Block | null): string {
-  const levels = perm.map((d, l) => `${d}${sparse[l] ? 's' : 'd'}`).join(',');
-  const blockText = block ? ` block ${block.size}@${block.dim}` : '';
-  const unique = [...new Set(widths)].join('/');
-  return `${prefix} ${levels}${blockText}${unique ? ` ${unique}` : ''}`;
-}
-
-function toLayout(n: number, perm: readonly number[], sparse: readonly boolean[], block: Block | null): SparseLayout {
-  const dimFormats = new Array<LevelFormat>(n).fill('DENSE');
-  perm.forEach((d, l) => { if (sparse[l]) dimFormats[d] = 'SPARSE_CSR'; });
-  return {
-    traversalOrder: block ? [...perm, n] : [...perm],
-    blockMap: block ? [block.dim] : [],
-    blockSize: block ? [block.size] : [],
-    dimFormats: block ? [...dimFormats, 'DENSE'] : dimFormats,
-  };
-}
-
-/** Smallest layout over the given traversal orders and every DENSE/SPARSE_CSR level choice. */
-function searchLayouts(m: ZeroMask, orders: number[][], elementBytes: number, block: Block | null, prefix: string): { best: Candidate | null; tried: number } {
-  let best: Candidate | null = null;
-  let tried = 0;
-  const n = m.shape.length;
-  for (const perm of orders) {
-    const counts = prefixCounts(m, perm);
-    const choosable = perm.map((d) => m.shape[d]! > 1);
-    const free = choosable.flatMap((c, l) => (c ? [l] : []));
-    for (let bits = 1; bits < 1 << free.length; bits++) {
-      const sparse = new Array<boolean>(n).fill(false);
-      free.forEach((l, i) => { if (bits & (1 << i)) sparse[l] = true; });
-      const cost = layoutCost(m, perm, sparse, counts, elementBytes, block);
-      tried++;
-      if (cost.values === 0) continue; // an empty buffer would read as a non-constant tensor
-      if (!best || cost.bytes < best.bytes) {
-        best = { layout: toLayout(n, perm, sparse, block), bytes: cost.bytes, values: cost.values, description: describeLayout(prefix, perm, sparse, cost.widths, block) };
-      }
-    }
-  }
-  return { best, tried };
-}
-
-/** Best layout read through DENSIFY: every traversal order, level choice and allowed block. */
-function bestDensifyLayout(m: ZeroMask, elementBytes: number, choice: BlockChoice, prefix: string): { best: Candidate | null; tried: number } {
-  const elementCount = m.mask.length;
-  const orders = traversalOrders(m.shape, elementCount);
-  let { best, tried } = searchLayouts(m, orders, elementBytes, null, prefix);
-  const n = m.shape.length;
-  const blocks: Block[] = [];
-  if (choice === 'auto') {
-    for (let d = 0; d < n; d++) for (const size of [2, 4, 8, 16]) if (m.shape[d]! > size && m.shape[d]! % size === 0) blocks.push({ dim: d, size });
-  } else if (choice === '1x4' || choice === '1x16') {
-    const size = choice === '1x4' ? 4 : 16;
-    if (m.shape[n - 1]! % size === 0 && m.shape[n - 1]! > size) blocks.push({ dim: n - 1, size });
-  }
-  for (const block of blocks) {
-    const reduced = blockMask(m, block.dim, block.size);
-    // Values alone of the blocked layout: no better than the best so far means no gain.
-    if (best && reduced.nonzeros * block.size * elementBytes >= best.bytes) continue;
-    const blocked = searchLayouts(reduced, traversalOrders(reduced.shape, reduced.mask.length), elementBytes, block, prefix);
-    tried += blocked.tried;
-    if (blocked.best && (!best || blocked.best.bytes < best.bytes)) best = blocked.best;
-  }
-  return { best, tried };
-}
-
-/** The fixed layouts FULLY_CONNECTED reads natively (FORMATS.md). */
-function nativeLayouts(m: ZeroMask, dtype: DType, elementBytes: number, choice: BlockChoice): Candidate[] {
-  const out: Candidate[] = [];
-  const [, cols] = m.shape as [number, number];
-  const add = (mask: ZeroMask, block: Block | null, description: string) => {
-    const counts = prefixCounts(mask, [0, 1]);
-    const cost = layoutCost(mask, [0, 1], [false, true], counts, elementBytes, block);
-    if (cost.values === 0) return;
-    out.push({ layout: toLayout(2, [0, 1], [false, true], block), bytes: cost.bytes, values: cost.values, description });
-  };
-  if (dtype === 'float32') {
-    if (choice !== '1x4') add(m, null, 'FC v8 CSR');
-    if ((choice === 'auto' || choice === '1x4') && cols % 4 === 0) add(blockMask(m, 1, 4), { dim: 1, size: 4 }, 'FC v8 block 1x4');
-    if (choice === '1x4' && out.length === 0) add(m, null, 'FC v8 CSR');
-  } else if (dtype === 'int8') {
-    if ((choice === 'auto' || choice === '1x16') && cols % 16 === 0) add(blockMask(m, 1, 16), { dim: 1, size: 16 }, 'FC v8 block 1x16');
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Weights and their readers
 
 interface Reader { op: number; operand: number }
@@ -442,51 +156,6 @@ const SPARSE_DTYPES: ReadonlySet<DType> = new Set(['float32', 'float16', 'int8']
 
 function tensorName(t: TensorT, s: number, i: number): string {
   return typeof t.name === 'string' && t.name ? t.name : `tensor_${s}_${i}`;
-}
-
-/** Nonzero mask (numeric rule) and the -0.0 count of a dense weight. */
-function nonzeroMask(dtype: DType, bytes: Uint8Array, count: number): { mask: Uint8Array; negativeZeros: number } {
-  const mask = new Uint8Array(count);
-  let negativeZeros = 0;
-  const aligned = (width: number) => (bytes.byteOffset % width === 0 ? bytes : bytes.slice());
-  if (dtype === 'float32') {
-    const b = aligned(4);
-    const v = new Uint32Array(b.buffer, b.byteOffset, count);
-    for (let i = 0; i < count; i++) {
-      const x = v[i]!;
-      if ((x & 0x7fffffff) !== 0) mask[i] = 1; else if (x !== 0) negativeZeros++;
-    }
-  } else if (dtype === 'float16') {
-    const b = aligned(2);
-    const v = new Uint16Array(b.buffer, b.byteOffset, count);
-    for (let i = 0; i < count; i++) {
-      const x = v[i]!;
-      if ((x & 0x7fff) !== 0) mask[i] = 1; else if (x !== 0) negativeZeros++;
-    }
-  } else {
-    for (let i = 0; i < count; i++) if (bytes[i] !== 0) mask[i] = 1;
-  }
-  return { mask, negativeZeros };
-}
-
-/** Zero share of an int8 weight against its (per-tensor or per-channel) zero points. */
-function int8ZeroShare(bytes: Uint8Array, shape: readonly number[], tensor: TensorT): number {
-  const q = tensor.quantization;
-  const points = q?.zeroPoint.map(Number) ?? [];
-  const v = new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length);
-  if (points.length <= 1) {
-    const zp = points[0] ?? 0;
-    let zeros = 0;
-    for (let i = 0; i < v.length; i++) if (v[i] === zp) zeros++;
-    return v.length ? zeros / v.length : 0;
-  }
-  const axis = q!.quantizedDimension;
-  let inner = 1;
-  for (let d = axis + 1; d < shape.length; d++) inner *= shape[d]!;
-  const channels = shape[axis] ?? 1;
-  let zeros = 0;
-  for (let i = 0; i < v.length; i++) if (v[i] === points[Math.floor(i / inner) % channels]) zeros++;
-  return v.length ? zeros / v.length : 0;
 }
 
 function isFullyConnectedNativeReader(doc: TfliteDocument, s: number, op: number, dtype: DType): boolean {
@@ -506,13 +175,26 @@ function isFullyConnectedNativeReader(doc: TfliteDocument, s: number, op: number
 }
 
 // ---------------------------------------------------------------------------------------------
-// The planner
+// The planner: the graph pass (collectWeights), the per-weight analysis (sparse-weight.ts, in this
+// thread or in workers) and the per-weight decision (decideWeight), in that order.
 
-/**
- * Plans the sparse encoding of every constant weight of a dense document (densify first:
- * `densifyTfliteDocument`; already-sparse weights are re-planned from their dense values).
- */
-export function planSparseTflite(doc: TfliteDocument, options: SparsePlanOptions = {}): SparsePlan {
+type PlanSettings = SparsePlan['options'];
+
+/** A weight whose zeros must be analyzed before its entry can be decided. */
+interface WeightJob {
+  entry: SparsePlanEntry;
+  spec: WeightSpec;
+  bytes: () => Uint8Array;
+  keep: boolean;
+  /** int8 with a nonzero zero point: sparse storage could only leave out 0. */
+  nonzeroZeroPoint: boolean;
+  /** Why the graph forbids a sparse encoding, or null. */
+  graphReason: string | null;
+  readers: Reader[];
+  viaDequantize: boolean;
+}
+
+function planSettings(options: SparsePlanOptions): PlanSettings {
   const minSparsity = options.minSparsity ?? 0.3;
   const block = options.block ?? 'auto';
   const keepDense = [...(options.keepDense ?? [])];
@@ -521,16 +203,25 @@ export function planSparseTflite(doc: TfliteDocument, options: SparsePlanOptions
   if (!OPTIMIZE_GOALS.includes(optimize)) {
     throw new PrunepackError('INVALID_ARGUMENT', 'unknown optimize goal', { expected: OPTIMIZE_GOALS.join(', '), found: String(optimize) });
   }
-  const profile = runtimeProfile(runtime);
+  runtimeProfile(runtime); // throws for an unknown runtime
   if (!(minSparsity >= 0 && minSparsity <= 1)) {
     throw new PrunepackError('INVALID_ARGUMENT', 'minimum sparsity out of range', { expected: 'a number in [0, 1]', found: String(options.minSparsity) });
   }
   if (!BLOCK_CHOICES.includes(block)) {
     throw new PrunepackError('INVALID_ARGUMENT', 'unknown block choice', { expected: BLOCK_CHOICES.join(', '), found: String(block) });
   }
-  const keep = new Set(keepDense);
+  return { minSparsity, block, keepDense, optimize, runtime };
+}
+
+/**
+ * One entry per constant tensor, in file order. Entries that the graph or the dtype settles are
+ * finished here; the others come back as jobs for the analysis.
+ */
+function collectWeights(doc: TfliteDocument, settings: PlanSettings): { entries: SparsePlanEntry[]; jobs: WeightJob[] } {
+  const keep = new Set(settings.keepDense);
   const names = doc.model.operatorCodes.map(operatorName);
   const entries: SparsePlanEntry[] = [];
+  const jobs: WeightJob[] = [];
 
   doc.model.subgraphs.forEach((sg, s) => {
     const readers = new Map<number, Reader[]>();
@@ -576,92 +267,117 @@ export function planSparseTflite(doc: TfliteDocument, options: SparsePlanOptions
         zeroShare: 0, route: 'dense', encoding: 'dense', reason: '', bytesBefore, bytesAfter: bytesBefore,
       };
       entries.push(entry);
-      const dense = (reason: string) => { entry.reason = reason; };
-
-      if (!SPARSE_DTYPES.has(dtype)) return dense(`${dtype}: DENSIFY takes float32, float16 and int8 only`);
+      if (!SPARSE_DTYPES.has(dtype)) { entry.reason = `${dtype}: DENSIFY takes float32, float16 and int8 only`; return; }
       const count = shape.reduce((a, b) => a * b, 1);
-      if (shape.length === 0 || count === 0) return dense('scalar or empty');
-      if (count * (dtype === 'float32' ? 4 : dtype === 'float16' ? 2 : 1) !== bytesBefore) {
-        return dense('buffer size does not match the shape');
-      }
-      const { mask, negativeZeros } = nonzeroMask(dtype, buffer.bytes, count);
-      let nonzeros = 0;
-      for (let i = 0; i < count; i++) nonzeros += mask[i]!;
-      entry.zeroShare = dtype === 'int8' ? int8ZeroShare(buffer.bytes, shape, tensor) : 1 - nonzeros / count;
+      if (shape.length === 0 || count === 0) { entry.reason = 'scalar or empty'; return; }
+      if (count * (dtype === 'float32' ? 4 : dtype === 'float16' ? 2 : 1) !== bytesBefore) { entry.reason = 'buffer size does not match the shape'; return; }
 
-      if (keep.has(name)) return dense('--keep-dense');
-      if (entry.zeroShare < minSparsity) {
-        return dense(`${(entry.zeroShare * 100).toFixed(1)}% zeros < ${(minSparsity * 100).toFixed(0)}%`);
-      }
-      if (dtype === 'int8' && (tensor.quantization?.zeroPoint ?? []).some((z) => z !== 0n)) {
-        return dense('int8 zero point != 0: sparse storage can only leave out 0, which is not this weight\'s zero');
-      }
-      if (nonzeros === 0) return dense('all zeros: a sparse tensor would have an empty buffer, which TFLite reads as non-constant');
-      if (outputs.has(t) || sg.inputs.includes(t)) return dense('constant is a subgraph input or output');
       const tensorReaders = readers.get(t) ?? [];
-      if (tensorReaders.length === 0) return dense('no operator reads it');
-
-      const elementBytes = dtype === 'float32' ? 4 : dtype === 'float16' ? 2 : 1;
-      const m = makeMask(mask, shape);
-      const candidates: Array<Candidate & { route: SparseRoute; total: number }> = [];
-
+      const graphReason = outputs.has(t) || sg.inputs.includes(t) ? 'constant is a subgraph input or output'
+        : tensorReaders.length === 0 ? 'no operator reads it' : null;
+      const zeroPoints = (tensor.quantization?.zeroPoint ?? []).map(Number);
+      const nonzeroZeroPoint = dtype === 'int8' && zeroPoints.some((z) => z !== 0);
+      const viaDequantize = dtype === 'float16' && tensorReaders.every((r) => opName(r.op) === 'DEQUANTIZE');
       // FULLY_CONNECTED operand 1 read natively: every reader must be such an operator.
       const native = shape.length === 2 && tensorReaders.every((r) => r.operand === 1 && isFullyConnectedNativeReader(doc, s, r.op, dtype))
         && (dtype !== 'int8' || (tensor.quantization?.scale.length ?? 0) <= 1);
-      if (native) {
-        for (const c of nativeLayouts(m, dtype, elementBytes, block)) candidates.push({ ...c, route: 'native', total: c.bytes });
-      }
-      const viaDequantize = dtype === 'float16' && tensorReaders.every((r) => opName(r.op) === 'DEQUANTIZE');
-      const prefix = viaDequantize ? 'DENSIFY>DEQUANTIZE' : 'DENSIFY';
-      const { best, tried } = bestDensifyLayout(m, elementBytes, block, prefix);
-      if (best) candidates.push({ ...best, route: 'densify', total: best.bytes + densifyOverheadBytes(shape, densifiedName(t)) });
-      if (candidates.length === 0) return dense('no sparse layout applies');
-      candidates.sort((a, b) => a.total - b.total);
-      // Predicted per-inference cost of each candidate in the plan's runtime (latency.ts)
-      const costOf = (c: (typeof candidates)[number]): CostPrediction | null => (c.route === 'native'
-        ? predictNative(profile, nativeEncodingOf(dtype, c.layout.blockSize)!, shape[0]!, shape[1]!, c.values)
-        : predictDensify(profile, dtype));
-      const costed = candidates.flatMap((c) => {
-        const cost = costOf(c);
-        return cost ? [{ ...c, cost }] : optimize === 'size' ? [{ ...c, cost: { relativeCost: Number.NaN, upperCost: Number.POSITIVE_INFINITY, basis: `${profile.name} cannot run it` } }] : [];
+      const keepIt = keep.has(name);
+      jobs.push({
+        entry, bytes: () => buffer.bytes, keep: keepIt, nonzeroZeroPoint, graphReason, readers: tensorReaders, viaDequantize,
+        spec: {
+          dtype, shape, zeroPoints, quantizedDimension: tensor.quantization?.quantizedDimension ?? 0,
+          search: !keepIt && !nonzeroZeroPoint && graphReason === null, minSparsity: settings.minSparsity, block: settings.block,
+          native, densifyPrefix: viaDequantize ? 'DENSIFY>DEQUANTIZE' : 'DENSIFY', densifyOverhead: densifyOverheadBytes(shape, densifiedName(t)),
+        },
       });
-      const chosen = chooseCandidate(optimize, [{ route: 'dense' as const, total: bytesBefore, cost: DENSE_PREDICTION }, ...costed]);
-      const times = (c: { cost: CostPrediction }) => (Number.isFinite(c.cost.relativeCost) ? `${c.cost.relativeCost.toFixed(2)}x dense time` : c.cost.basis);
-      if (chosen.route === 'dense') {
-        const smallest = costed[0] ?? candidates[0]!;
-        if (optimize === 'size' || smallest.total >= bytesBefore) {
-          return dense(`sparse (${smallest.total} B as ${smallest.description}) not smaller than dense`);
-        }
-        const rejected = costed.map((c) => `${c.description} ${times(c)}`).join(', ')
-          || `${profile.name} cannot run ${candidates.map((c) => c.description).join(', ')}`;
-        return dense(`${optimize}: no sparse encoding predicted at least as fast as dense in ${profile.name} (${rejected})`);
-      }
-      entry.route = chosen.route;
-      entry.encoding = chosen.description;
-      entry.layout = chosen.layout;
-      entry.bytesAfter = chosen.total;
-      entry.storedValues = chosen.values;
-      if (Number.isFinite(chosen.cost.relativeCost)) entry.cost = chosen.cost;
-      if (negativeZeros) entry.negativeZeros = negativeZeros;
-      // What the goal traded: a smaller encoding predicted slower, or a faster one that is larger.
-      const smaller = optimize === 'size' ? undefined : costed.find((c) => c.total < chosen.total);
-      const faster = optimize === 'size' ? undefined : costed.find((c) => c.cost.upperCost < chosen.cost.upperCost);
-      const trade = smaller ? `; ${optimize}: not ${smaller.description} (${smaller.total} B, ${times(smaller)})`
-        : faster ? `; ${optimize}: not ${faster.description} (${faster.total} B, ${times(faster)})` : '';
-      const predicted = optimize === 'size' ? '' : `, ${times(chosen)} in ${profile.name}`;
-      if (chosen.route === 'native') {
-        entry.nativeOperators = tensorReaders.map((r) => r.op);
-        const alternative = candidates.find((c) => c.route === 'densify');
-        entry.reason = `${(entry.zeroShare * 100).toFixed(1)}% zeros; read natively by FULLY_CONNECTED${predicted}${alternative ? ` (DENSIFY: ${alternative.total} B)` : ''}${trade}`;
-      } else {
-        if (viaDequantize) entry.viaDequantize = true;
-        const alternative = candidates.find((c) => c.route === 'native');
-        entry.reason = `${(entry.zeroShare * 100).toFixed(1)}% zeros; smallest of ${tried} layouts tried${predicted}${alternative ? ` (FC native: ${alternative.total} B)` : ''}${trade}`;
-      }
     });
   });
+  return { entries, jobs };
+}
 
-  return finishPlan(doc, { minSparsity, block, keepDense, optimize, runtime }, entries);
+/** Settles one analyzed weight's entry: dense with the reason, or the chosen candidate. */
+function decideWeight(job: WeightJob, analysis: WeightAnalysis, settings: PlanSettings): void {
+  const { entry } = job;
+  const { dtype, shape } = entry;
+  const { optimize, minSparsity } = settings;
+  const profile = runtimeProfile(settings.runtime);
+  const bytesBefore = entry.bytesBefore;
+  entry.zeroShare = analysis.zeroShare;
+  const dense = (reason: string) => { entry.reason = reason; };
+  if (job.keep) return dense('--keep-dense');
+  if (entry.zeroShare < minSparsity) {
+    return dense(`${(entry.zeroShare * 100).toFixed(1)}% zeros < ${(minSparsity * 100).toFixed(0)}%`);
+  }
+  if (job.nonzeroZeroPoint) return dense('int8 zero point != 0: sparse storage can only leave out 0, which is not this weight\'s zero');
+  if (analysis.nonzeros === 0) return dense('all zeros: a sparse tensor would have an empty buffer, which TFLite reads as non-constant');
+  if (job.graphReason !== null) return dense(job.graphReason);
+
+  const candidates = analysis.candidates;
+  if (candidates.length === 0) return dense('no sparse layout applies');
+  // Predicted per-inference cost of each candidate in the plan's runtime (latency.ts)
+  const costOf = (c: WeightCandidate): CostPrediction | null => (c.route === 'native'
+    ? predictNative(profile, nativeEncodingOf(dtype, c.layout.blockSize)!, shape[0]!, shape[1]!, c.values)
+    : predictDensify(profile, dtype));
+  const costed = candidates.flatMap((c) => {
+    const cost = costOf(c);
+    return cost ? [{ ...c, cost }] : optimize === 'size' ? [{ ...c, cost: { relativeCost: Number.NaN, upperCost: Number.POSITIVE_INFINITY, basis: `${profile.name} cannot run it` } }] : [];
+  });
+  const chosen = chooseCandidate(optimize, [{ route: 'dense' as const, total: bytesBefore, cost: DENSE_PREDICTION }, ...costed]);
+  const times = (c: { cost: CostPrediction }) => (Number.isFinite(c.cost.relativeCost) ? `${c.cost.relativeCost.toFixed(2)}x dense time` : c.cost.basis);
+  if (chosen.route === 'dense') {
+    const smallest = costed[0] ?? candidates[0]!;
+    if (optimize === 'size' || smallest.total >= bytesBefore) {
+      return dense(`sparse (${smallest.total} B as ${smallest.description}) not smaller than dense`);
+    }
+    const rejected = costed.map((c) => `${c.description} ${times(c)}`).join(', ')
+      || `${profile.name} cannot run ${candidates.map((c) => c.description).join(', ')}`;
+    return dense(`${optimize}: no sparse encoding predicted at least as fast as dense in ${profile.name} (${rejected})`);
+  }
+  entry.route = chosen.route;
+  entry.encoding = chosen.description;
+  entry.layout = chosen.layout;
+  entry.bytesAfter = chosen.total;
+  entry.storedValues = chosen.values;
+  if (Number.isFinite(chosen.cost.relativeCost)) entry.cost = chosen.cost;
+  if (analysis.negativeZeros) entry.negativeZeros = analysis.negativeZeros;
+  // What the goal traded: a smaller encoding predicted slower, or a faster one that is larger.
+  const smaller = optimize === 'size' ? undefined : costed.find((c) => c.total < chosen.total);
+  const faster = optimize === 'size' ? undefined : costed.find((c) => c.cost.upperCost < chosen.cost.upperCost);
+  const trade = smaller ? `; ${optimize}: not ${smaller.description} (${smaller.total} B, ${times(smaller)})`
+    : faster ? `; ${optimize}: not ${faster.description} (${faster.total} B, ${times(faster)})` : '';
+  const predicted = optimize === 'size' ? '' : `, ${times(chosen)} in ${profile.name}`;
+  if (chosen.route === 'native') {
+    entry.nativeOperators = job.readers.map((r) => r.op);
+    const alternative = candidates.find((c) => c.route === 'densify');
+    entry.reason = `${(entry.zeroShare * 100).toFixed(1)}% zeros; read natively by FULLY_CONNECTED${predicted}${alternative ? ` (DENSIFY: ${alternative.total} B)` : ''}${trade}`;
+  } else {
+    if (job.viaDequantize) entry.viaDequantize = true;
+    const alternative = candidates.find((c) => c.route === 'native');
+    entry.reason = `${(entry.zeroShare * 100).toFixed(1)}% zeros; smallest of ${analysis.tried} layouts tried${predicted}${alternative ? ` (FC native: ${alternative.total} B)` : ''}${trade}`;
+  }
+}
+
+/**
+ * Plans the sparse encoding of every constant weight of a dense document (densify first:
+ * `densifyTfliteDocument`; already-sparse weights are re-planned from their dense values).
+ */
+export function planSparseTflite(doc: TfliteDocument, options: SparsePlanOptions = {}): SparsePlan {
+  const settings = planSettings(options);
+  const { entries, jobs } = collectWeights(doc, settings);
+  for (const job of jobs) decideWeight(job, analyzeWeight(job.bytes(), job.spec), settings);
+  return finishPlan(doc, settings, entries);
+}
+
+/**
+ * planSparseTflite with the weight analyses run by `runner` (src/parallel: worker threads, one
+ * weight per task). The plan is the same as planSparseTflite's.
+ */
+export async function planSparseTfliteWith(runner: TaskRunner, doc: TfliteDocument, options: SparsePlanOptions = {}): Promise<SparsePlan> {
+  const settings = planSettings(options);
+  const { entries, jobs } = collectWeights(doc, settings);
+  const analyses = await Promise.all(jobs.map((job) => runner.run<WeightAnalysis>(ANALYZE_TASK, { bytes: [job.bytes()], params: job.spec })));
+  jobs.forEach((job, i) => decideWeight(job, analyses[i]!, settings));
+  return finishPlan(doc, settings, entries);
 }
 
 /** Turns the given entries dense (e.g. after the runtime refused them) and recomputes the report. */

@@ -5,7 +5,8 @@ import { denseFromSparsity } from '../../src/sparsity/format-converter.js';
 import { verifySparsity } from '../../src/sparsity/verify-sparsity.js';
 import type { SparsityParams } from '../../src/sparsity/types.js';
 
-export function densifyTfliteValues(stored: Uint8Array, dtype: DType, shape: number[], params: SparsityParams, where: string): Uint8Array {
+/** `out`: the dense bytes' destination (reused by callers that decode many weights one at a time). */
+export function densifyTfliteValues(stored: Uint8Array, dtype: DType, shape: number[], params: SparsityParams, where: string, out?: Uint8Array): Uint8Array {
   const bits = dtypeBits(dtype);
   if (bits % 8 !== 0 || bits === 0) {
     throw new PrunepackError('UNSUPPORTED', `sparse tensors of type ${dtype} are not supported`, { format: 'tflite', location: where });
@@ -21,6 +22,6 @@ export function densifyTfliteValues(stored: Uint8Array, dtype: DType, shape: num
   }
   const values = typedView(dtype, stored);
   if (!values) throw new PrunepackError('UNSUPPORTED', `sparse tensors of type ${dtype} are not supported`, { format: 'tflite', location: where });
-  const dense = denseFromSparsity(values, shape, params);
+  const dense = denseFromSparsity(values, shape, params, out ? typedView(dtype, out) ?? undefined : undefined);
   return new Uint8Array(dense.buffer, dense.byteOffset, dense.byteLength);
 }

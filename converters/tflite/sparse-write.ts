@@ -11,65 +11,22 @@
 import { BuiltinOperator } from '../../schemas/generated/tflite/tflite/builtin-operator.js';
 import { OperatorT } from '../../schemas/generated/tflite/tflite/operator.js';
 import { TensorT } from '../../schemas/generated/tflite/tflite/tensor.js';
+import { TensorType } from '../../schemas/generated/tflite/tflite/tensor-type.js';
 import { PrunepackError } from '../../src/errors.js';
-import { float16ToFloat32, typedView, type DType, type NumericArray } from '../../src/model/dtype.js';
-import { denseFromSparsity, sparsityFromDense } from '../../src/sparsity/format-converter.js';
-import type { SparsityParams } from '../../src/sparsity/types.js';
-import { verifySparsity } from '../../src/sparsity/verify-sparsity.js';
+import { float16ToFloat32, type DType } from '../../src/model/dtype.js';
+import { inThreadRunner, type TaskRunner } from '../../src/parallel/runner.js';
 import type { OutputDiff, TensorSpec, TfliteEngine, TypedArray } from '../../src/verify/tflite-runtime.js';
 import { TfliteBuffer, TypedSparsityT, type TfliteDocument } from './document.js';
 import {
   bufferReferenceCounts, cloneTfliteDocument, densifyTfliteDocument, operatorCodeIndex, setTensorBytes, type DensifyReport,
 } from './densify.js';
-import { densifiedName, keepDenseInPlan, planSparseTflite, type SparseLayout, type SparsePlan, type SparsePlanEntry, type SparsePlanOptions } from './sparse-plan.js';
-import { writeTflite } from './write.js';
+import {
+  densifiedName, keepDenseInPlan, planSparseTflite, planSparseTfliteWith, type SparseLayout, type SparsePlan, type SparsePlanEntry, type SparsePlanOptions,
+} from './sparse-plan.js';
+import { ENCODE_TASK, encodeSparseWeight, tasks as weightTasks, type WeightEncoding } from './sparse-weight.js';
+import { assembleLayout, layoutTflite, writeTflite, type TfliteLayout, type TfliteWriteOptions } from './write.js';
 
-// ---------------------------------------------------------------------------------------------
-// Encoding one weight
-
-const ELEMENT_BYTES: Partial<Record<DType, number>> = { float32: 4, float16: 2, int8: 1 };
-
-/**
- * Encodes dense weight bytes in `layout`, then checks the result: sparsity verifier (sorted
- * indices, exact buffer size) and a decode that must give back every value (a -0.0 may come
- * back as +0.0: both are zero, and TFLite stores no zeros).
- */
-export function encodeSparseWeight(dense: Uint8Array, dtype: DType, shape: readonly number[], layout: SparseLayout, where: string): { params: SparsityParams; stored: Uint8Array } {
-  const elementBytes = ELEMENT_BYTES[dtype];
-  const values = typedView(dtype, dense);
-  if (!elementBytes || !values) {
-    throw new PrunepackError('UNSUPPORTED', `sparse TFLite tensors of type ${dtype} are not written`, { format: 'tflite', location: where, expected: 'float32, float16 or int8' });
-  }
-  const encoding = sparsityFromDense(values, shape, layout.traversalOrder, layout.blockMap, layout.blockSize, layout.dimFormats,
-    dtype === 'float16' ? 'float16' : undefined);
-  const stored = new Uint8Array(encoding.values.buffer, encoding.values.byteOffset, encoding.values.byteLength);
-  if (stored.length === 0) throw new Error(`internal: empty sparse buffer for ${where}`);
-  verifySparsity(encoding.params, shape, stored.length, elementBytes, { requireSortedIndices: true });
-  const decoded = denseFromSparsity(encoding.values, shape, encoding.params);
-  const mismatch = firstMismatch(values, decoded, dtype);
-  if (mismatch >= 0) {
-    throw new PrunepackError('VERIFY_FAILED', 'sparse encoding does not decode to the dense values', {
-      format: 'tflite', location: `${where} element ${mismatch}`, expected: String(values[mismatch]), found: String(decoded[mismatch]),
-    });
-  }
-  return { params: encoding.params, stored };
-}
-
-/** First index where two decodings differ, other than a zero of either sign; -1 when none. */
-function firstMismatch(a: NumericArray, b: NumericArray, dtype: DType): number {
-  if (a.length !== b.length) return 0;
-  if (dtype === 'float32') {
-    const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-    const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i] && ((x[i]! | y[i]!) & 0x7fffffff) !== 0) return i;
-    return -1;
-  }
-  const x = a as Uint16Array | Int8Array;
-  const y = b as Uint16Array | Int8Array;
-  const zeroMask = dtype === 'float16' ? 0x7fff : 0xff;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i] && ((x[i]! | y[i]!) & zeroMask) !== 0) return i;
-  return -1;
-}
+export { encodeSparseWeight } from './sparse-weight.js';
 
 // ---------------------------------------------------------------------------------------------
 // Applying a plan
@@ -78,11 +35,14 @@ function firstMismatch(a: NumericArray, b: NumericArray, dtype: DType): number {
 const MIN_RUNTIME_DENSIFY = '2.2.0';
 const MIN_RUNTIME_SPARSE_FC = '2.3.0';
 
+/** Encodings made ahead of applySparsePlan (e.g. in worker threads), by the layout of their plan entry. */
+export type PlanEncodings = ReadonlyMap<SparseLayout, WeightEncoding>;
+
 /**
  * The sparse model for `plan` (made by planSparseTflite from this same dense `doc`). `doc` is
- * not modified.
+ * not modified. `encodings` (from encodePlan on the same document and plan) saves encoding again.
  */
-export function applySparsePlan(doc: TfliteDocument, plan: SparsePlan): TfliteDocument {
+export function applySparsePlan(doc: TfliteDocument, plan: SparsePlan, encodings?: PlanEncodings): TfliteDocument {
   const out = cloneTfliteDocument(doc);
   const references = bufferReferenceCounts(out);
   let emptyBuffer = -1;
@@ -99,7 +59,7 @@ export function applySparsePlan(doc: TfliteDocument, plan: SparsePlan): TfliteDo
       throw new PrunepackError('INVALID_ARGUMENT', 'the plan does not belong to this (dense) document', { format: 'tflite', location: where });
     }
     const buffer = out.buffers[tensor.buffer]!;
-    const { params, stored } = encodeSparseWeight(buffer.bytes, entry.dtype, entry.shape, entry.layout, where);
+    const { params, stored } = encodings?.get(entry.layout) ?? encodeSparseWeight(buffer.bytes, entry.dtype, entry.shape, entry.layout, where);
     setTensorBytes(out, entry.subgraph, entry.tensorIndex, stored, references);
     tensor.sparsity = new TypedSparsityT(params);
 
@@ -193,21 +153,108 @@ function raiseMinRuntimeVersion(doc: TfliteDocument, version: string, references
 // The pipeline
 
 export interface SparsifyResult {
-  /** The written model. */
-  bytes: Uint8Array;
+  /** The written model, assembled on first use (a view of `layout` otherwise: stream that). */
+  readonly bytes: Uint8Array;
+  /** The written model as flatbuffer head + weight pieces (write.ts), for streaming to a file. */
+  layout: TfliteLayout;
   plan: SparsePlan;
   /** The dense document the plan refers to (the input, densified). */
   dense: TfliteDocument;
   densifyReport: DensifyReport;
   /** Groups of weights kept dense because the runtime refused them, with its message. */
   refusals: Array<{ tensors: string[]; reason: string }>;
+  /** Threads the analysis and encoding ran on (1: this thread). */
+  threads: number;
 }
 
-/** Densify, plan and write, without a runtime: `--to tflite-sparse --no-verify`. */
+export interface SparsifyOptions extends SparsePlanOptions {
+  /**
+   * Threads for the per-weight analysis and encoding (default 1: this thread). Above 1, a pool of
+   * worker threads takes one weight per task when the model has enough work (MIN_PARALLEL_BYTES);
+   * the output is byte-identical either way. Weights in a SharedArrayBuffer reach the workers
+   * without a copy; others are copied once per task.
+   */
+  jobs?: number;
+  /** Least float32/float16/int8 weight bytes for which threads are started (default MIN_PARALLEL_BYTES). */
+  parallelMinBytes?: number;
+  /** Address buffers with Buffer.offset/size even below 2 GB (write.ts). */
+  forceOffsetBuffers?: boolean;
+}
+
+/** Below this many bytes of candidate weights, starting worker threads costs more than it saves. */
+export const MIN_PARALLEL_BYTES = 8 << 20;
+
+function sparsifyResult(dense: TfliteDocument, plan: SparsePlan, densifyReport: DensifyReport, encodings: PlanEncodings | undefined,
+  threads: number, refusals: SparsifyResult['refusals'] = [], write: TfliteWriteOptions = {}): SparsifyResult {
+  const layout = layoutTflite(applySparsePlan(dense, plan, encodings), write);
+  let bytes: Uint8Array | undefined;
+  return {
+    get bytes() { return (bytes ??= assembleLayout(layout)); },
+    layout, plan, dense, densifyReport, refusals, threads,
+  };
+}
+
+/** Densify, plan and write in this thread, without a runtime: `--to tflite-sparse --no-verify --jobs 1`. */
 export function sparsifyTflite(doc: TfliteDocument, options: SparsePlanOptions = {}): SparsifyResult {
   const { doc: dense, report } = densifyTfliteDocument(doc);
-  const plan = planSparseTflite(dense, options);
-  return { bytes: writeTflite(applySparsePlan(dense, plan)), plan, dense, densifyReport: report, refusals: [] };
+  return sparsifyResult(dense, planSparseTflite(dense, options), report, undefined, 1);
+}
+
+/** sparsifyTflite with `options.jobs` threads for the analysis and the encoding. */
+export async function sparsifyTfliteAsync(doc: TfliteDocument, options: SparsifyOptions = {}): Promise<SparsifyResult> {
+  const { dense, report, plan, encodings, threads } = await planAndEncode(doc, options);
+  return sparsifyResult(dense, plan, report, encodings, threads, [], { forceOffsetBuffers: options.forceOffsetBuffers });
+}
+
+/**
+ * Densifies, plans and encodes every sparse weight of the plan with a runner over `jobs` threads
+ * (in this thread when 1 or when the model is small).
+ */
+async function planAndEncode(doc: TfliteDocument, options: SparsifyOptions) {
+  const { jobs = 1, parallelMinBytes = MIN_PARALLEL_BYTES } = options;
+  if (!Number.isInteger(jobs) || jobs < 1) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'invalid number of jobs', { expected: 'an integer >= 1', found: String(jobs) });
+  }
+  const { doc: dense, report } = densifyTfliteDocument(doc);
+  const runner = await weightRunner(dense, jobs, parallelMinBytes);
+  try {
+    const plan = await planSparseTfliteWith(runner, dense, options); // the planner reads its own options only
+    return { dense, report, plan, encodings: await encodePlan(runner, dense, plan), threads: runner.size };
+  } finally {
+    await runner.close();
+  }
+}
+
+/** A worker pool of up to `jobs` threads when the model has enough float32/float16/int8 weight bytes, else this thread. */
+async function weightRunner(doc: TfliteDocument, jobs: number, minBytes: number): Promise<TaskRunner> {
+  let bytes = 0;
+  let weights = 0;
+  for (const sg of doc.model.subgraphs) {
+    for (const t of sg.tensors) {
+      const b = doc.buffers[t.buffer];
+      if (t.buffer > 0 && b?.hasData && ELEMENT_TYPES.has(t.type)) { bytes += b.byteLength; weights++; }
+    }
+  }
+  if (jobs <= 1 || weights < 2 || bytes < minBytes) return inThreadRunner(weightTasks);
+  const { WorkerPool } = await import('../../src/parallel/pool.js');
+  return new WorkerPool({ size: Math.min(jobs, weights), modules: [new URL('./sparse-weight.js', import.meta.url)] });
+}
+
+const ELEMENT_TYPES = new Set([TensorType.FLOAT32, TensorType.FLOAT16, TensorType.INT8]);
+
+/** Encodes (and checks) every sparse weight of `plan` with `runner`, one weight per task. */
+export async function encodePlan(runner: TaskRunner, doc: TfliteDocument, plan: SparsePlan): Promise<PlanEncodings> {
+  const sparse = plan.entries.filter((e) => e.route !== 'dense' && e.layout);
+  const encoded = await Promise.all(sparse.map((e) => {
+    const tensor = doc.model.subgraphs[e.subgraph]?.tensors[e.tensorIndex];
+    const buffer = tensor ? doc.buffers[tensor.buffer] : undefined;
+    if (!tensor || !buffer || tensor.sparsity) {
+      throw new PrunepackError('INVALID_ARGUMENT', 'the plan does not belong to this (dense) document', { format: 'tflite', location: e.tensor });
+    }
+    const where = `subgraph ${e.subgraph} tensor ${e.tensorIndex} "${e.tensor}"`;
+    return runner.run<WeightEncoding>(ENCODE_TASK, { bytes: [buffer.bytes], params: { dtype: e.dtype, shape: e.shape, layout: e.layout, where } });
+  }));
+  return new Map(sparse.map((e, i) => [e.layout!, encoded[i]!]));
 }
 
 /**
@@ -225,11 +272,12 @@ const MAX_INDIVIDUAL_RETRIES = 16;
  * route, dtype and consumer kind, then one by one, and whatever fails is kept dense, its plan
  * entry saying why. The returned model passed `check` (or the call throws).
  */
-export async function sparsifyTfliteChecked(doc: TfliteDocument, options: SparsePlanOptions, check: CandidateCheck): Promise<SparsifyResult> {
-  const first = sparsifyTflite(doc, options);
+export async function sparsifyTfliteChecked(doc: TfliteDocument, options: SparsifyOptions, check: CandidateCheck): Promise<SparsifyResult> {
+  const { dense, report, plan: firstPlan, encodings, threads } = await planAndEncode(doc, options);
+  const write = { forceOffsetBuffers: options.forceOffsetBuffers };
+  const first = sparsifyResult(dense, firstPlan, report, encodings, threads, [], write);
   const reason = await check(first.bytes, first.plan);
   if (reason === null) return first;
-  const { dense } = first;
   const sparse = first.plan.entries.filter((e) => e.route !== 'dense');
   const groups = new Map<string, SparsePlanEntry[]>();
   for (const e of sparse) {
@@ -244,7 +292,7 @@ export async function sparsifyTfliteChecked(doc: TfliteDocument, options: Sparse
   };
   const attempt = async (plan: SparsePlan): Promise<string | null> => {
     try {
-      return await check(writeTflite(applySparsePlan(dense, plan)), plan);
+      return await check(writeTflite(applySparsePlan(dense, plan, encodings)), plan);
     } catch (e) {
       return (e as Error).message;
     }
@@ -267,21 +315,19 @@ export async function sparsifyTfliteChecked(doc: TfliteDocument, options: Sparse
       refusals.push({ tensors: group.map((e) => e.tensor), reason: groupReason });
     }
   }
-  let plan = keepDenseInPlan(dense, first.plan, refused);
-  let bytes = writeTflite(applySparsePlan(dense, plan));
-  const combined = await check(bytes, plan);
+  let result = sparsifyResult(dense, keepDenseInPlan(dense, first.plan, refused), report, encodings, threads, refusals, write);
+  const combined = await check(result.bytes, result.plan);
   if (combined !== null) {
     // The parts pass alone but not together: give up on sparsity rather than ship garbage.
     const all = new Map(sparse.map((e) => [e, refused.get(e) ?? `runtime refused the combined model: ${combined}`]));
-    plan = keepDenseInPlan(dense, first.plan, all);
-    bytes = writeTflite(applySparsePlan(dense, plan));
     refusals.push({ tensors: sparse.filter((e) => !refused.has(e)).map((e) => e.tensor), reason: combined });
-    const last = await check(bytes, plan);
+    result = sparsifyResult(dense, keepDenseInPlan(dense, first.plan, all), report, encodings, threads, refusals, write);
+    const last = await check(result.bytes, result.plan);
     if (last !== null) {
       throw new PrunepackError('RUNTIME', 'even the dense rewrite fails the runtime check', { format: 'tflite', found: last });
     }
   }
-  return { bytes, plan, dense, densifyReport: first.densifyReport, refusals };
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ export function layoutTflite(doc: TfliteDocument, options: TfliteWriteOptions = 
 }
 
 /** Assemble a layout into one array (for models that fit in memory twice). */
-export function assembleLayout(layout: TfliteLayout): Uint8Array {
+export function assembleLayout(layout: Pick<TfliteLayout, 'head' | 'pieces' | 'totalSize'>): Uint8Array {
   const out = new Uint8Array(layout.totalSize);
   out.set(layout.head, 0);
   for (const piece of layout.pieces) out.set(piece.bytes, piece.position);

@@ -4,16 +4,21 @@ import { parseOptions } from './args.js';
 import { gzipSync } from 'fflate';
 import { openModel, readModel, writeModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
-import { protectInputFile, writeFileAtomic } from '../io/files.js';
-import type { Model } from '../model/types.js';
+import { protectInputFile, readModelSource, writeFileAtomic, type Chunk } from '../io/files.js';
+import { defaultJobs } from '../parallel/pool.js';
+import type { Model, WeightTensor } from '../model/types.js';
+import { dtypeBits, elementCount } from '../model/dtype.js';
 import { formatBytes, formatInt, percent, table } from './format.js';
 import { tfliteDocumentOf } from '../../converters/tflite/index.js';
+import { tensorDType } from '../../converters/tflite/model-view.js';
+import { densifyTfliteValues } from '../../converters/tflite/sparse-values.js';
+import type { SparsityParams } from '../sparsity/types.js';
 import { densifyTfliteDocument } from '../../converters/tflite/densify.js';
 import { BLOCK_CHOICES, type BlockChoice, type SparsePlan, type SparsePlanEntry } from '../../converters/tflite/sparse-plan.js';
 import {
-  createRuntimeCheck, sparsifyTflite, sparsifyTfliteChecked, type RuntimeComparison, type SparsifyResult,
+  createRuntimeCheck, sparsifyTfliteAsync, sparsifyTfliteChecked, type RuntimeComparison, type SparsifyResult,
 } from '../../converters/tflite/sparse-write.js';
-import { writeTflite } from '../../converters/tflite/write.js';
+import { assembleLayout, layoutTflite, type TfliteLayout } from '../../converters/tflite/write.js';
 import { DEFAULT_OPTIMIZE, DEFAULT_RUNTIME, OPTIMIZE_GOALS, runtimeProfile, runtimeProfileNames, type OptimizeGoal } from '../../converters/tflite/latency.js';
 import { tfjsDocumentOf, type TfjsPlanEntry } from '../../converters/tfjs/index.js';
 import { resolveTfjsOutput, writeTfjsFiles } from '../../converters/tfjs/files.js';
@@ -52,8 +57,11 @@ Options:
                        encodings; size: the smallest file). See docs/performance.md
   --runtime NAME       tflite-sparse: litert | tfjs-tflite, the runtime the plan is tuned for and
                        checked in first (default litert)
+  --jobs N             tflite-sparse: threads for the weight analysis and encoding (default: the
+                       number of cores; 1 = this thread only); the output is the same for any N
   --shard-size N       tfjs, tfjs-sparse: shard size in bytes, or with KiB/MiB (default 4MiB)
-  --no-verify          skip the read-back and the runtime check
+  --no-verify          skip the read-back and the runtime check (models over 2 GB: the runtime
+                       check is always skipped, the read-back decodes and compares every weight)
   --force              replace OUT if it exists (the input itself is never replaced)
   --json               print the summary (and the plan) as JSON
   --verbose            stack traces on errors
@@ -88,9 +96,13 @@ export async function runConvert(args: string[]): Promise<number> {
     throw new PrunepackError('INVALID_ARGUMENT', '--shard-size applies to TF.js targets only', { expected: '--to tfjs or --to tfjs-sparse', found: `--to ${target}` });
   }
   const sparseOptionsGiven = values['min-sparsity'] !== undefined || values.block !== undefined || values['keep-dense'] !== undefined
-    || values.optimize !== undefined || values.runtime !== undefined;
+    || values.optimize !== undefined || values.runtime !== undefined || values.jobs !== undefined;
   if (sparseOptionsGiven && target !== 'tflite-sparse') {
-    throw new PrunepackError('INVALID_ARGUMENT', '--min-sparsity, --block, --keep-dense, --optimize and --runtime apply to one target only', { expected: '--to tflite-sparse', found: `--to ${target}` });
+    throw new PrunepackError('INVALID_ARGUMENT', '--min-sparsity, --block, --keep-dense, --optimize, --runtime and --jobs apply to one target only', { expected: '--to tflite-sparse', found: `--to ${target}` });
+  }
+  const jobs = values.jobs === undefined ? defaultJobs() : Number(values.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) {
+    throw new PrunepackError('INVALID_ARGUMENT', 'invalid --jobs', { expected: 'an integer from 1 to 256', found: values.jobs });
   }
   const { optimize, runtime: tunedFor } = parseLatencyOptions(values.optimize, values.runtime);
   let minSparsity = 0.3;
@@ -113,33 +125,43 @@ export async function runConvert(args: string[]): Promise<number> {
     throw new PrunepackError('INVALID_ARGUMENT', `${output} exists`, { hint: 'Pass --force to replace it, or choose another path with -o' });
   }
   protectInputFile(input);
-  const { model, source } = openModel(input);
+  // Worker threads read the weights where they are: in shared memory.
+  const source = readModelSource(input, { shared: target === 'tflite-sparse' && jobs > 1 });
+  const { model } = readModel(source);
   for (const file of model.companionFiles ?? []) protectInputFile(file);
   const inputBytes = source.fileSize ?? source.bytes.length;
 
-  let bytes: Uint8Array;
+  // The output as pieces (flatbuffer head + weight views for TFLite), streamed to the file.
+  let written: Pick<TfliteLayout, 'head' | 'pieces' | 'totalSize'>;
   let sparse: SparsifyResult | undefined;
   let runtime: RuntimeComparison | undefined;
+  let runtimeSkipped: string | null = null;
   let densifyReport: ReturnType<typeof densifyTfliteDocument>['report'] | undefined;
   const tfliteTarget = model.format === 'tflite' && (target === 'tflite' || target === 'tflite-sparse');
-  if (tfliteTarget && source.bytes.length !== inputBytes && verify) {
-    throw new PrunepackError('UNSUPPORTED', 'models over 2 GB cannot be run in the TFLite WASM runtime', { hint: 'Pass --no-verify to convert without the runtime check' });
+  if (tfliteTarget && verify) {
+    // The WASM runtimes hold at most 2 GB and need about 3x the dense model in it (the file, the
+    // weights XNNPACK packs, DENSIFY outputs); the read-back still decodes every weight.
+    const dense = expandedBytes(model, inputBytes);
+    if (dense > RUNTIME_CHECK_MAX_BYTES) {
+      runtimeSkipped = `runtime check skipped: the dense model (${formatBytes(dense)}) is larger than the TFLite WASM runtimes hold `
+        + `(${formatBytes(RUNTIME_CHECK_MAX_BYTES)}); every weight decoded and compared instead`;
+    }
   }
-  const reference = tfliteTarget && verify ? await runtimeReference(source.bytes, target === 'tflite-sparse' ? tunedFor : undefined) : undefined;
+  const reference = tfliteTarget && verify && !runtimeSkipped ? await runtimeReference(source.bytes, target === 'tflite-sparse' ? tunedFor : undefined) : undefined;
 
   if (tfliteTarget && target === 'tflite-sparse') {
     const doc = tfliteDocumentOf(model);
-    const options = { minSparsity, block, keepDense: values['keep-dense'] ?? [], optimize, runtime: tunedFor };
-    sparse = reference ? await sparsifyTfliteChecked(doc, options, reference.check) : sparsifyTflite(doc, options);
-    bytes = sparse.bytes;
+    const options = { minSparsity, block, keepDense: values['keep-dense'] ?? [], optimize, runtime: tunedFor, jobs };
+    sparse = reference ? await sparsifyTfliteChecked(doc, options, reference.check) : await sparsifyTfliteAsync(doc, options);
+    written = sparse.layout;
     runtime = reference?.last() ?? undefined;
     densifyReport = sparse.densifyReport;
   } else if (tfliteTarget && target === 'tflite') {
     const densified = densifyTfliteDocument(tfliteDocumentOf(model));
     densifyReport = densified.report;
-    bytes = writeTflite(densified.doc);
+    written = layoutTflite(densified.doc);
     if (reference) {
-      runtime = await reference.compare(bytes);
+      runtime = await reference.compare(assembleLayout(written));
       // The input ran other kernels when it was sparse (native sparse FC, XNNPACK sparse inference).
       const wasSparse = densified.report.densifiedTensors > 0;
       if (!runtime.bitIdentical && !(wasSparse && runtime.withinTolerance)) {
@@ -150,7 +172,8 @@ export async function runConvert(args: string[]): Promise<number> {
       }
     }
   } else {
-    bytes = writeModel(model, target);
+    const bytes = writeModel(model, target);
+    written = { head: bytes, pieces: [], totalSize: bytes.length };
     if (verify && model.format === 'onnx') {
       // Both models in onnxruntime-node on the same deterministic inputs.
       const { compareOnnxModels } = await import('../verify/onnx-runtime.js');
@@ -168,17 +191,16 @@ export async function runConvert(args: string[]): Promise<number> {
     }
   }
 
-  writeFileAtomic(output, bytes.length, [{ position: 0, bytes }], verify ? (temp) => {
-    const written = readModel({ bytes: fs.readFileSync(temp), path: output }).model;
-    verifyWeightsEqual(model, written);
-  } : undefined);
+  writeFileAtomic(output, written.totalSize, [{ position: 0, bytes: written.head }, ...written.pieces], verify ? (temp) => verifyReadBack(model, temp, output) : undefined);
 
-  const sizes = sizeSummary(source.bytes, inputBytes, bytes);
+  const sizes = sizeSummary(source.bytes, inputBytes, written);
   const summary = {
     input, output, target, ...sizes,
     weightsVerified: verify ? model.weights.length : null,
     runtime: runtime ?? null,
+    ...(runtimeSkipped ? { runtimeSkipped } : {}),
     ...(densifyReport ? { densify: densifyReport } : {}),
+    ...(sparse ? { threads: sparse.threads } : {}),
     ...(sparse ? { plan: planJson(sparse.plan), xnnpack: { ...sparse.plan.xnnpack, observed: xnnpackObserved(sparse, runtime) }, refusals: sparse.refusals } : {}),
   };
   if (values.json) {
@@ -188,13 +210,15 @@ export async function runConvert(args: string[]): Promise<number> {
   const lines: string[] = [];
   if (sparse) lines.push(planTable(sparse.plan), '');
   lines.push(`${output}: ${formatBytes(sizes.outputBytes)} (${formatInt(sizes.outputBytes)} B) from ${formatBytes(sizes.inputBytes)} (${formatInt(sizes.inputBytes)} B), ratio ${sizes.ratio.toFixed(3)}x`);
-  lines.push(`gzip -9: ${formatInt(sizes.outputGzipBytes)} B from ${formatInt(sizes.inputGzipBytes)} B, ratio ${sizes.gzipRatio.toFixed(3)}x`);
+  lines.push(Number.isFinite(sizes.gzipRatio)
+    ? `gzip -9: ${formatInt(sizes.outputGzipBytes)} B from ${formatInt(sizes.inputGzipBytes)} B, ratio ${sizes.gzipRatio.toFixed(3)}x`
+    : `gzip -9: not computed for models over ${formatBytes(GZIP_SUMMARY_LIMIT)} (it would take longer than the conversion)`);
   if (densifyReport && (densifyReport.densifiedTensors || densifyReport.removedDensifyOps)) {
     lines.push(`input densified: ${densifyReport.densifiedTensors} sparse tensors expanded, ${densifyReport.removedDensifyOps} DENSIFY removed, ${densifyReport.restoredFullyConnected.length} FULLY_CONNECTED version(s) restored`);
   }
   if (sparse) {
     const t = sparse.plan.totals;
-    lines.push(`sparse weights: ${t.sparseWeights} (${t.densifyOps} through DENSIFY, ${t.nativeOperators} FULLY_CONNECTED reading natively)`);
+    lines.push(`sparse weights: ${t.sparseWeights} (${t.densifyOps} through DENSIFY, ${t.nativeOperators} FULLY_CONNECTED reading natively); analyzed and encoded on ${sparse.threads} thread${sparse.threads > 1 ? 's' : ''}`);
     lines.push(latencyLine(sparse.plan));
     lines.push(`XNNPACK fast sparse inference: ${sparse.plan.xnnpack.qualifies ? 'yes' : 'no'} (${sparse.plan.xnnpack.reason})`);
     const observed = xnnpackObserved(sparse, runtime);
@@ -209,6 +233,8 @@ export async function runConvert(args: string[]): Promise<number> {
     const how = runtime.bitIdentical ? 'bit-identical outputs'
       : `outputs within ${runtime.tolerance.toExponential()} relative (max abs ${runtime.maxAbsDiff.toExponential(3)}, max rel ${runtime.maxRelDiff.toExponential(3)})`;
     lines.push(`runtime ${runtime.engine}: ${how}`);
+  } else if (runtimeSkipped) {
+    lines.push(runtimeSkipped);
   } else if (!verify) {
     lines.push('not verified (--no-verify)');
   }
@@ -229,6 +255,7 @@ function parseConvertArgs(args: string[]) {
       to: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean' }, json: { type: 'boolean' },
       verbose: { type: 'boolean' }, 'min-sparsity': { type: 'string' }, block: { type: 'string' },
       'keep-dense': { type: 'string', multiple: true }, 'no-verify': { type: 'boolean' }, optimize: { type: 'string' }, runtime: { type: 'string' }, 'shard-size': { type: 'string' },
+      jobs: { type: 'string' },
     },
   });
 }
@@ -293,12 +320,41 @@ function xnnpackObserved(result: SparsifyResult, runtime: RuntimeComparison | un
   return !runtime.bitIdentical;
 }
 
-function sizeSummary(inputHead: Uint8Array, inputBytes: number, output: Uint8Array): SizeSummary {
+/**
+ * Largest dense model checked in the TFLite WASM runtime. Measured (LiteRT 2.5.3, tfjs-tflite
+ * alpha.10): a 256 MiB dense FULLY_CONNECTED model took 560 MB of WASM heap, its DENSIFY version
+ * 720-780 MB; a 1 GiB one aborted in both (their memory ends at 2 GB).
+ */
+export const RUNTIME_CHECK_MAX_BYTES = 512 << 20;
+
+/** Bytes of the model with every weight dense (what a runtime holds once DENSIFY has run), without loading any weight. */
+function expandedBytes(model: Model, fileBytes: number): number {
+  const doc = tfliteDocumentOf(model);
+  let stored = 0;
+  let dense = 0;
+  doc.model.subgraphs.forEach((sg, s) => sg.tensors.forEach((t, i) => {
+    const buffer = doc.buffers[t.buffer];
+    if (t.buffer <= 0 || !buffer?.hasData) return;
+    stored += buffer.byteLength;
+    dense += t.sparsity ? Math.ceil((elementCount(t.shape) * dtypeBits(tensorDType(t.type, `subgraph ${s} tensor ${i}`))) / 8) : buffer.byteLength;
+  }));
+  return fileBytes - stored + dense;
+}
+
+/**
+ * gzip -9 (fflate, as `audit`) runs at 2-5 MB/s on weights, several times slower than the
+ * conversion itself: above this input size the summary leaves it out rather than spend most of the
+ * run on a number beside the point of the conversion.
+ */
+const GZIP_SUMMARY_LIMIT = 16 << 20;
+
+function sizeSummary(inputHead: Uint8Array, inputBytes: number, output: { head: Uint8Array; pieces: Chunk[]; totalSize: number }): SizeSummary {
   const gz = (b: Uint8Array) => gzipSync(b, { level: 9 }).length;
-  const inputGzipBytes = inputHead.length === inputBytes ? gz(inputHead) : NaN;
-  const outputGzipBytes = gz(output);
+  const small = inputHead.length === inputBytes && inputBytes <= GZIP_SUMMARY_LIMIT;
+  const inputGzipBytes = small ? gz(inputHead) : NaN;
+  const outputGzipBytes = small ? gz(output.pieces.length ? assembleLayout(output) : output.head) : NaN;
   return {
-    inputBytes, outputBytes: output.length, ratio: inputBytes / output.length,
+    inputBytes, outputBytes: output.totalSize, ratio: inputBytes / output.totalSize,
     inputGzipBytes, outputGzipBytes, gzipRatio: inputGzipBytes / outputGzipBytes,
   };
 }
@@ -339,12 +395,46 @@ function planTable(plan: SparsePlan): string {
  * a -0.0 comes back as +0.0).
  */
 export function verifyWeightsEqual(a: Model, b: Model): void {
-  const byName = new Map(b.weights.map((w) => [w.name, w]));
+  compareWeights(a, new Map(b.weights.map((w) => [w.name, w])));
+}
+
+/**
+ * verifyWeightsEqual against the model in `file` (the written output), holding one decoded
+ * output weight at a time: the read-back model itself is not kept, and each weight is let go
+ * once compared (a model's weights keep their decoded bytes).
+ */
+function verifyReadBack(input: Model, file: string, name: string): void {
+  const written = readModel({ ...readModelSource(file), path: name }).model;
+  compareWeights(input, new Map(written.weights.map((w) => [w.name, w])), reusingDecoder(input.format), reusingDecoder(written.format));
+}
+
+/**
+ * Dense bytes of a weight; TFLite sparse weights decode into one buffer reused from call to call,
+ * so decoded weights never pile up as garbage the collector may leave until the end (a 1 GB model
+ * would hold a second copy), nor in the models' own caches.
+ */
+function reusingDecoder(format: string): (w: WeightTensor) => Uint8Array {
+  if (format !== 'tflite') return (w) => w.denseBytes();
+  let scratch = new ArrayBuffer(0);
+  return (w) => {
+    if (!w.sparsity) return w.denseBytes();
+    const size = Math.ceil((elementCount(w.shape) * dtypeBits(w.dtype)) / 8);
+    if (scratch.byteLength < size) scratch = new ArrayBuffer(size);
+    return densifyTfliteValues(w.bytes, w.dtype, w.shape, w.sparsity as SparsityParams, w.name, new Uint8Array(scratch, 0, size));
+  };
+}
+
+/**
+ * Compares every weight of `a` with the same-named entry of `others`, removing each entry once
+ * compared; `denseA` / `denseB` decode a weight (default: its denseBytes()).
+ */
+function compareWeights(a: Model, others: Map<string, WeightTensor>, denseA = (w: WeightTensor) => w.denseBytes(), denseB = denseA): void {
   for (const w of a.weights) {
-    const other = byName.get(w.name);
+    const other = others.get(w.name);
     if (!other) throw new PrunepackError('VERIFY_FAILED', 'a weight is missing from the output', { location: w.name });
-    const x = w.denseBytes();
-    const y = other.denseBytes();
+    others.delete(w.name);
+    const x = denseA(w);
+    const y = denseB(other);
     if (x.length === y.length && Buffer.compare(x, y) === 0) continue;
     const at = x.length === y.length && w.dtype === other.dtype ? firstDifference(x, y, w.dtype) : 0;
     if (at >= 0) {

@@ -29,7 +29,12 @@ export function protectInputFile(file: string): void {
   try { inputFiles.set(fileKey(fs.statSync(file)), file); } catch { /* a file that does not exist cannot be replaced */ }
 }
 
-export function readModelSource(file: string): ModelSource {
+/**
+ * Reads a model file (whole under 2 GB; above, the first 2 GB and the rest on demand).
+ * `shared`: the bytes live in SharedArrayBuffers, so worker threads see them without a copy.
+ */
+export function readModelSource(file: string, options: { shared?: boolean } = {}): ModelSource {
+  const allocate = (length: number) => (options.shared ? new Uint8Array(new SharedArrayBuffer(length)) : new Uint8Array(length));
   let fd: number;
   let stat: fs.Stats;
   try {
@@ -49,7 +54,7 @@ export function readModelSource(file: string): ModelSource {
   }
   try {
     const headLength = Math.min(stat.size, MAX_SINGLE_READ);
-    const bytes = new Uint8Array(headLength);
+    const bytes = allocate(headLength);
     readFully(fd, bytes, 0, file);
     if (stat.size <= headLength) return { bytes, path: file, fileSize: stat.size };
     // Files over 2 GB: the flatbuffer/protobuf part is in `bytes`; the rest is read on demand.
@@ -60,7 +65,7 @@ export function readModelSource(file: string): ModelSource {
         if (offset < 0 || length < 0 || offset + length > stat.size) {
           throw new PrunepackError('TRUNCATED', 'read past the end of the file', { location: `${file} byte ${offset}`, expected: `end <= ${stat.size}`, found: String(offset + length) });
         }
-        const out = new Uint8Array(length);
+        const out = allocate(length);
         readFully(lateFd, out, offset, file);
         return out;
       },
@@ -130,7 +135,7 @@ export function writeFileAtomic(dest: string, totalSize: number, chunks: Iterabl
       while (done < bytes.length) {
         const n = fs.writeSync(fd, bytes, done, Math.min(bytes.length - done, piece), position + done);
         done += n;
-        written += n;
+        written = Math.max(written, position + done); // the extent: chunks may leave gaps (alignment padding)
         maybePause();
       }
     }
