@@ -178,7 +178,10 @@ describe('models built in code', () => {
     const json = JSON.parse(new TextDecoder().decode(layout.modelJson));
     const q8 = json.weightsManifest.flatMap((g: { weights: Array<Record<string, unknown>> }) => g.weights).find((e: Record<string, unknown>) => e.name === 'q8/kernel');
     assert.deepEqual(q8.quantization, weights.find((w) => w.name === 'q8/kernel')!.quantization);
-    assert.equal(q8.prunepack.encoding, 'prunepack-sparse/1');
+    assert.equal(q8.prunepack.encoding, 'prunepack-sparse/2');
+    // Stored relative to the zero point, so that weights with other zero points share its blob.
+    assert.equal(q8.prunepack.shift, Math.round(-q8.quantization.min / q8.quantization.scale));
+    assert.ok(q8.prunepack.shift > 0);
   });
 
   test('a model.json without weights, and a manifest group with no shards', () => {

@@ -188,7 +188,7 @@ describe('corrupt sparse weights', () => {
 
   test('the layout has a single blob and a shared blob, and both decode', () => {
     const entries = json.weightsManifest[0].weights;
-    assert.equal(entries[0].dtype, 'prunepack-sparse/1');
+    assert.equal(entries[0].dtype, 'prunepack-sparse/2');
     assert.equal(entries[1].prunepack.count, undefined);
     assert.equal(entries[2].prunepack.count, 4);
     assert.deepEqual(entries.slice(3).map((e: { prunepack: { part: number } }) => e.prunepack.part), [1, 2, 3]);
@@ -199,10 +199,22 @@ describe('corrupt sparse weights', () => {
   test('a flipped byte in a blob: CORRUPT (checksum)', () => both(variant((_j, b) => { b[100]! ^= 0x40; }), 'CORRUPT', /checksum mismatch/));
   test('a blob cut short (byteLength too large): TRUNCATED', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.byteLength += 5; }), 'TRUNCATED'));
   test('a shared blob that lost a part: CORRUPT', () => both(variant((j) => { delete j.weightsManifest[0].weights[4].prunepack; }), 'CORRUPT', /next entries are not its parts/));
-  test('a part without its head: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack = { encoding: 'prunepack-sparse/1', byteLength: 0, part: 1 }; }), 'CORRUPT'));
+  test('a part without its head: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack = { encoding: 'prunepack-sparse/2', byteLength: 0, part: 1 }; }), 'CORRUPT'));
   test('a blob whose shape is not the weight\'s: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].shape = [32, 128]; }), 'CORRUPT', /does not match/));
   test('the sentinel anywhere but first: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights.push(j.weightsManifest[0].weights.shift()); }), 'CORRUPT', /sentinel/));
-  test('a newer encoding: UNSUPPORTED', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.encoding = 'prunepack-sparse/2'; }), 'UNSUPPORTED', /newer prunepack/));
+  test('a newer encoding: UNSUPPORTED', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.encoding = 'prunepack-sparse/3'; }), 'UNSUPPORTED', /newer prunepack/));
+  test('two versions in one manifest: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.encoding = 'prunepack-sparse/1'; }), 'CORRUPT', /mixes two versions/));
+  test('a shift on a float32 weight: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.shift = 3; }), 'CORRUPT', /only uint8\/uint16-quantized weights can have a shift/));
+  test('a version 1 model (written before shifts existed) still decodes', () => {
+    const v1 = variant((j) => {
+      j.weightsManifest[0].weights[0].dtype = 'prunepack-sparse/1';
+      for (const e of j.weightsManifest[0].weights.slice(1)) e.prunepack.encoding = 'prunepack-sparse/1';
+    });
+    const back = readTfjs(v1.json, { shards: () => v1.shard });
+    back.weights.forEach((w, i) => assert.ok(Buffer.from(w.denseBytes()).equals(Buffer.from(weights[i]!.bytes)), w.name));
+    const artifacts = decodeTfjsArtifacts(v1.json, [v1.shard]);
+    assert.ok(Buffer.from(artifacts.weightData!).equals(Buffer.from(concat(weights.map((w) => w.bytes)))));
+  });
   test('a blob on a string weight: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].dtype = 'string'; }), 'CORRUPT', /string weights cannot be stored sparse/));
 });
 

@@ -117,10 +117,10 @@ describe('human graph models in TF.js', () => {
   test('standard TF.js loaders refuse a sparse model loudly, naming the prunepack loader', async () => {
     const file = path.join(dir, 'emotion-sparse', 'model.json');
     assert.ok(fs.existsSync(file), 'written by the emotion case');
-    await assert.rejects(runtime.loadGraphModel((runtime.tf.io as { http(p: string, o: unknown): unknown }).http(file, { fetchFunc: tfjsFileFetch(file) })), /prunepack-sparse\/1[\s\S]*prunepack\/tfjs/);
+    await assert.rejects(runtime.loadGraphModel((runtime.tf.io as { http(p: string, o: unknown): unknown }).http(file, { fetchFunc: tfjsFileFetch(file) })), /prunepack-sparse\/2[\s\S]*prunepack\/tfjs/);
     const tf = require('@tensorflow/tfjs-core') as { io: { decodeWeights(d: ArrayBuffer, s: unknown[]): unknown } };
     const json = JSON.parse(fs.readFileSync(file, 'utf8'));
-    assert.throws(() => tf.io.decodeWeights(shardBytes(path.dirname(file)).slice().buffer, json.weightsManifest[0].weights), /Unsupported dtype in weight 'prunepack-sparse\/1 model/);
+    assert.throws(() => tf.io.decodeWeights(shardBytes(path.dirname(file)).slice().buffer, json.weightsManifest[0].weights), /Unsupported dtype in weight 'prunepack-sparse\/2 model/);
   });
 
   test('sizes at 50% and 90% zeros (blazeface): within 0.9x and 0.8x of gzip -9', (t) => {

@@ -12,13 +12,14 @@ import { PrunepackError } from '../../src/errors.js';
 import type { DType } from '../../src/model/dtype.js';
 import type { Model, Quantization, WeightTensor } from '../../src/model/types.js';
 import { graphConsumers, layersConsumers, type TfjsConsumer } from './consumers.js';
-import { parseModelJson, SPARSE_ENCODING, type ManifestWeight, type ParsedModelJson } from './manifest.js';
+import { addModulo, parseModelJson, type ManifestWeight, type ParsedModelJson } from './manifest.js';
 import { readShards } from './shard-files.js';
 import { placeWeights, ShardStream } from './stream.js';
 
 /** One blob shared by `members` (a run of consecutive weights, or a single weight). */
 export interface TfjsSparseBlob {
-  encoding: typeof SPARSE_ENCODING;
+  /** The encoding the model was written with (docs/tfjs-sparse.md: prunepack-sparse/1 or /2). */
+  encoding: string;
   blob: Uint8Array;
   members: ManifestWeight[];
   /** The run's decoded bytes, kept once decoded (runs are small: a writer packs weights below 64 KiB). */
@@ -26,7 +27,7 @@ export interface TfjsSparseBlob {
 }
 
 export interface TfjsSparsity {
-  encoding: typeof SPARSE_ENCODING;
+  encoding: string;
   /** The blob holding this weight, its position among the blob's weights, and byte offset in the dense run. */
   shared: TfjsSparseBlob;
   part: number;
@@ -66,6 +67,11 @@ function decodeShared(shared: TfjsSparseBlob): Uint8Array {
     throw new PrunepackError('CORRUPT', 'sparse blob does not match its manifest entry', {
       format: 'tfjs', location: head.name, expected: `${head.storage} [${expectedShape.join(', ')}]`, found: `${decoded.dtype} [${decoded.shape.join(', ')}]`,
     });
+  }
+  let at = 0;
+  for (const m of shared.members) {
+    if (m.sparse!.shift) addModulo(decoded.values.subarray(at, at + m.denseBytes!), m.storage, m.sparse!.shift);
+    at += m.denseBytes!;
   }
   if (shared.members.length > 1) shared.decoded = decoded.values;
   return decoded.values;
@@ -128,11 +134,11 @@ export function readTfjs(bytes: Uint8Array | string, options: ReadTfjsOptions = 
         return;
       }
       if (entry.sparse.part === 0) {
-        shared = { encoding: SPARSE_ENCODING, blob: stored, members: entries.slice(i, i + entry.sparse.count) };
+        shared = { encoding: entry.sparse.encoding, blob: stored, members: entries.slice(i, i + entry.sparse.count) };
         denseOffset = 0;
       }
       const blob = shared!;
-      const sparsity: TfjsSparsity = { encoding: SPARSE_ENCODING, shared: blob, part: entry.sparse.part, denseOffset };
+      const sparsity: TfjsSparsity = { encoding: blob.encoding, shared: blob, part: entry.sparse.part, denseOffset };
       const offset = denseOffset;
       const length = entry.denseBytes!;
       denseOffset += length;
