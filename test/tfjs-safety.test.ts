@@ -256,4 +256,24 @@ describe('writes are all-or-nothing', () => {
     const ok = await writeTfjsFiles(opened.model, path.join(input, 'copy.json'), { target: 'tfjs', protect: [path.join(input, 'model.json')] });
     assert.deepEqual(ok.files.map((f) => path.basename(f.path)), ['copy.json', 'copy-group1-shard1of1.bin']);
   });
+
+  test('the shards a model was read from are its companionFiles, and no write replaces them (no protect option needed)', async () => {
+    // a.json's shard has the name a model.json written into the same folder gives its first shard.
+    const input = path.join(root, 'in-shared-names');
+    const shard = concat(weights.map((w) => w.bytes));
+    const json = JSON.parse(built.json);
+    json.weightsManifest[0].paths = ['group1-shard1of1.bin'];
+    writeFolder(input, new Map([['a.json', new TextEncoder().encode(JSON.stringify(json))], ['group1-shard1of1.bin', shard]]));
+    fs.symlinkSync('group1-shard1of1.bin', path.join(input, 'linked.bin'));
+    const { model: opened } = openModel(path.join(input, 'a.json'));
+    assert.deepEqual(opened.companionFiles, [fs.realpathSync(path.join(input, 'group1-shard1of1.bin'))]);
+    for (const target of ['tfjs', 'tfjs-sparse'] as const) {
+      await assert.rejects(writeTfjsFiles(opened, input, { target }), isError('INVALID_ARGUMENT', /would replace a file of the input model/));
+      await assert.rejects(writeTfjsFiles(opened, input, { target, force: true, shardName: () => 'linked.bin' }), isError('INVALID_ARGUMENT', /would replace a file of the input model/));
+    }
+    assert.ok(Buffer.from(fs.readFileSync(path.join(input, 'group1-shard1of1.bin'))).equals(Buffer.from(shard)), 'input shard bytes unchanged');
+    assert.deepEqual(listing(input), ['a.json', 'group1-shard1of1.bin', 'linked.bin']);
+    // A model read from memory has no companion files.
+    assert.equal(model.companionFiles, undefined);
+  });
 });

@@ -102,12 +102,15 @@ export function readTfjs(bytes: Uint8Array | string, options: ReadTfjsOptions = 
   const entryNames = entries.map((w) => w.name);
   const found = parsed.kind === 'graph-model' ? graphConsumers(topology, entryNames)
     : parsed.kind === 'layers-model' ? layersConsumers(topology, entryNames) : null;
+  let companionFiles: string[] | undefined;
   if (manifest) {
     let shardBytes: Uint8Array[];
     if (options.shards) {
       shardBytes = manifest.groups.flatMap((g, gi) => g.paths.map((p, i) => options.shards!(p, gi, i)));
     } else if (options.path) {
-      shardBytes = manifest.groups.some((g) => g.paths.length) ? readShards(options.path, manifest.groups) : [];
+      const read = manifest.groups.some((g) => g.paths.length) ? readShards(options.path, manifest.groups) : { shards: [], files: [] };
+      shardBytes = read.shards;
+      companionFiles = read.files;
     } else if (manifest.groups.some((g) => g.paths.length)) {
       throw new PrunepackError('INVALID_ARGUMENT', 'the model has weight shards but its path is unknown', {
         format: 'tfjs', hint: 'Read it from a file (openModel), or pass ModelSource.path or a shards callback',
@@ -153,7 +156,7 @@ export function readTfjs(bytes: Uint8Array | string, options: ReadTfjsOptions = 
   }
   const operatorCounts = found?.operatorCounts ?? new Map<string, number>();
   const document: TfjsDocument = { parsed, weights, ...(options.path ? { path: options.path } : {}) };
-  return { format: 'tfjs', version: parsed.kind, operatorCounts, weights, document };
+  return { format: 'tfjs', version: parsed.kind, operatorCounts, weights, document, ...(companionFiles ? { companionFiles } : {}) };
 }
 
 /** The TF.js document of a model read by this plugin; throws when another plugin read it. */
