@@ -17,7 +17,12 @@ import { deflateSync } from 'fflate';
 import type { DeflateLevel } from '../../src/sparsity/codecs.js';
 import { crc32 } from './sparse-decode.js';
 
-const MAX_LITERAL_BITS = 15;
+/**
+ * Longest literal code. DEFLATE allows 15 bits, but fflate's inflate builds a lookup table of
+ * 2^(longest code) entries for every block: 12 bits keeps it at 8 KiB (in cache, quick to build)
+ * and costs well under 0.1% (only symbols rarer than 1 in 4096 get longer codes than optimal).
+ */
+const MAX_LITERAL_BITS = 12;
 const MAX_CODE_LENGTH_BITS = 7;
 /** Order in which the code-length code's lengths are sent (RFC 1951, 3.2.7). */
 const CODE_LENGTH_ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
@@ -26,10 +31,16 @@ const LITERALS = 257;
 /** Blocks are built from chunks of this many bytes, merged while one block costs less than two. */
 const CHUNK = 8192;
 /**
- * Longest block. fflate's inflate, called without an output buffer, grows its buffer by 128 KiB
- * per block and silently drops literals past that; zlib's own blocks stay below 64 KiB too.
+ * Longest block: a stored block holds at most 65,535 bytes; and fflate's inflate, called without
+ * an output buffer, grows its buffer by 128 KiB per block and silently drops literals past that.
  */
-const MAX_BLOCK = 65536;
+const MAX_BLOCK = 65535;
+/**
+ * A block is Huffman-coded only when that saves at least 1/32 of its stored size: decoding a
+ * Huffman literal costs ~50x a stored byte (a copy), and the low mantissa bytes of float weights
+ * compress by a fraction of a percent; they are better stored.
+ */
+const MIN_HUFFMAN_SAVING = 1 / 32;
 
 /**
  * Huffman code lengths for `freq` (no length above `limit`). Symbols of frequency 0 get 0; at
@@ -41,6 +52,7 @@ export function huffmanLengths(freq: ArrayLike<number>, limit: number): Uint8Arr
   let used = 0;
   for (let s = 0; s < n; s++) if (weights[s]! > 0) used++;
   for (let s = 0; used < 2 && s < n; s++) if (weights[s] === 0) { weights[s] = 1; used++; }
+  if (used > 2 ** limit) throw new Error(`huffmanLengths: ${used} symbols cannot have codes of at most ${limit} bits`);
   for (;;) {
     const lengths = treeLengths(weights);
     let longest = 0;
@@ -125,6 +137,18 @@ class BitWriter {
     }
   }
 
+  /** Pads to a byte boundary, then copies `data` (stored blocks). */
+  bytes(data: Uint8Array): void {
+    if (this.count > 0) this.write(0, 8 - this.count);
+    if (this.pos + data.length > this.out.length) {
+      const grown = new Uint8Array(Math.max(this.out.length * 2, this.pos + data.length));
+      grown.set(this.out.subarray(0, this.pos));
+      this.out = grown;
+    }
+    this.out.set(data, this.pos);
+    this.pos += data.length;
+  }
+
   finish(): Uint8Array {
     if (this.count > 0) this.write(0, 8 - this.count);
     return this.out.subarray(0, this.pos);
@@ -154,14 +178,15 @@ function runLengths(lengths: Uint8Array): { symbols: number[]; extra: number[] }
 
 const EXTRA_BITS = (symbol: number) => (symbol === 16 ? 2 : symbol === 17 ? 3 : symbol === 18 ? 7 : 0);
 
-/** One literal-only block's code: literal lengths, the header's pieces, and its size in bits. */
+/** One literal-only block's code: literal lengths, the header's pieces, its size in bits, and whether it is better stored. */
 interface BlockCode {
   lengths: Uint8Array;
   header: { symbols: number[]; extra: number[]; clLengths: Uint8Array; hclen: number };
   bits: number;
+  stored: boolean;
 }
 
-function blockCode(histogram: Float64Array): BlockCode {
+function blockCode(histogram: Float64Array, length: number): BlockCode {
   histogram[END_OF_BLOCK] = 1;
   const lengths = huffmanLengths(histogram, MAX_LITERAL_BITS);
   // Two distance codes of one bit: a complete (unused) distance code.
@@ -178,7 +203,10 @@ function blockCode(histogram: Float64Array): BlockCode {
   let bits = 3 + 5 + 5 + 4 + 3 * hclen;
   for (const s of symbols) bits += clLengths[s]! + EXTRA_BITS(s);
   for (let s = 0; s < LITERALS; s++) bits += histogram[s]! * lengths[s]!;
-  return { lengths, header: { symbols, extra, clLengths, hclen }, bits };
+  // Stored: 3 header bits, up to 7 bits of padding, LEN and NLEN, the bytes.
+  const storedBits = 3 + 7 + 32 + 8 * length;
+  const stored = bits > storedBits * (1 - MIN_HUFFMAN_SAVING);
+  return { lengths, header: { symbols, extra, clLengths, hclen }, bits: stored ? storedBits : bits, stored };
 }
 
 function histogramOf(bytes: Uint8Array, start: number, end: number): Float64Array {
@@ -197,11 +225,11 @@ export function huffmanDeflate(bytes: Uint8Array): Uint8Array {
   for (let start = 0; start < bytes.length; start += CHUNK) {
     const end = Math.min(bytes.length, start + CHUNK);
     const histogram = histogramOf(bytes, start, end);
-    const code = blockCode(histogram.slice());
+    const code = blockCode(histogram.slice(), end - start);
     const last = blocks[blocks.length - 1];
     if (last && end - last.start <= MAX_BLOCK) {
       const merged = last.histogram.map((v, s) => v + histogram[s]!);
-      const mergedCode = blockCode(merged.slice());
+      const mergedCode = blockCode(merged.slice(), end - last.start);
       if (mergedCode.bits <= last.code.bits + code.bits) {
         last.end = end;
         last.histogram = merged;
@@ -213,10 +241,19 @@ export function huffmanDeflate(bytes: Uint8Array): Uint8Array {
   }
   const writer = new BitWriter(Math.ceil(blocks.reduce((n, b) => n + b.code.bits, 0) / 8) + 8);
   blocks.forEach((block, k) => {
+    const final = k === blocks.length - 1 ? 1 : 0;
+    if (block.code.stored) {
+      const length = block.end - block.start;
+      writer.write(final, 1);
+      writer.write(0, 2); // stored
+      writer.bytes(Uint8Array.of(length & 0xff, length >>> 8, ~length & 0xff, (~length >>> 8) & 0xff));
+      writer.bytes(bytes.subarray(block.start, block.end));
+      return;
+    }
     const { lengths, header } = block.code;
     const codes = canonicalCodes(lengths);
     const clCodes = canonicalCodes(header.clLengths);
-    writer.write(k === blocks.length - 1 ? 1 : 0, 1);
+    writer.write(final, 1);
     writer.write(2, 2); // dynamic Huffman
     writer.write(LITERALS - 257, 5);
     writer.write(2 - 1, 5);
@@ -236,12 +273,15 @@ export function huffmanDeflate(bytes: Uint8Array): Uint8Array {
   return writer.finish();
 }
 
-/** The smallest form of one stream: Huffman-only DEFLATE, fflate's DEFLATE at `level`, or the raw bytes. */
-export function compressStream(raw: Uint8Array, level: DeflateLevel): { bytes: Uint8Array; deflated: boolean } {
+/**
+ * The smallest form of one stream: Huffman-only DEFLATE, fflate's DEFLATE at `lzLevel` (0: not
+ * tried; it is the slow part of encoding), or the raw bytes.
+ */
+export function compressStream(raw: Uint8Array, lzLevel: DeflateLevel): { bytes: Uint8Array; deflated: boolean } {
   let best = raw;
   let deflated = false;
-  if (raw.length === 0 || level === 0) return { bytes: raw, deflated };
-  for (const candidate of [huffmanDeflate(raw), deflateSync(raw, { level })]) {
+  if (raw.length === 0) return { bytes: raw, deflated };
+  for (const candidate of [huffmanDeflate(raw), ...(lzLevel > 0 ? [deflateSync(raw, { level: lzLevel })] : [])]) {
     if (candidate.length < best.length) { best = candidate; deflated = true; }
   }
   return { bytes: best, deflated };
@@ -265,15 +305,15 @@ function writeU64(dv: DataView, at: number, value: number): void {
  * compressed by compressStream: header, dims and fill table are kept; the stored lengths, the
  * two DEFLATE flags and the CRC-32 are rewritten.
  */
-export function withEntropyStage(rawBlob: Uint8Array, level: DeflateLevel): Uint8Array {
+export function withEntropyStage(rawBlob: Uint8Array, lzLevel: DeflateLevel): Uint8Array {
   const dv = new DataView(rawBlob.buffer, rawBlob.byteOffset, rawBlob.byteLength);
   const flags = rawBlob[7]!;
   if (flags & (FLAG_INDEX_DEFLATE | FLAG_VALUES_DEFLATE)) throw new Error('withEntropyStage expects a blob without DEFLATE');
   const indexLength = readU64(dv, 28);
   const valuesLength = readU64(dv, 44);
   const valuesAt = rawBlob.length - CRC_BYTES - indexLength - valuesLength;
-  const values = compressStream(rawBlob.subarray(valuesAt, valuesAt + valuesLength), level);
-  const index = compressStream(rawBlob.subarray(valuesAt + valuesLength, valuesAt + valuesLength + indexLength), level);
+  const values = compressStream(rawBlob.subarray(valuesAt, valuesAt + valuesLength), lzLevel);
+  const index = compressStream(rawBlob.subarray(valuesAt + valuesLength, valuesAt + valuesLength + indexLength), lzLevel);
   const total = valuesAt + values.bytes.length + index.bytes.length + CRC_BYTES;
   const out = new Uint8Array(total);
   out.set(rawBlob.subarray(0, valuesAt));

@@ -112,12 +112,19 @@ function unitValues(members: readonly TfjsWeight[], denses: readonly Uint8Array[
   return values;
 }
 
+interface EntropyBlob {
+  /** Without DEFLATE, and with the Huffman-only entropy stage (the size the cost model saw). */
+  raw: Uint8Array;
+  blob: Uint8Array;
+  name: string;
+}
+
 /**
- * The candidates of the cost model with our entropy stage (entropy.ts): each sizes itself by
- * encoding for real and keeps its blob, so the chosen one is not encoded twice. Names follow
- * cost.ts ('+deflate': DEFLATE streams, whichever DEFLATE is smaller).
+ * The candidates of the cost model with our entropy stage (entropy.ts), sized by encoding for
+ * real with Huffman-only DEFLATE (fast); encodeUnit then tries fflate's LZ77 DEFLATE on the chosen
+ * one only. Names follow cost.ts ('+deflate': DEFLATE streams); 'best' is the analysis' best block.
  */
-function entropyCandidates(level: DeflateLevel, blobs: Map<string, { blob: Uint8Array; name: string }>): ExternalEncoding[] {
+function entropyCandidates(blobs: Map<string, EntropyBlob>): ExternalEncoding[] {
   const candidate = (codec: SparseCodec, best: boolean): ExternalEncoding => ({
     name: `${codec}:${best ? 'best' : '1x1'}+deflate`,
     size: (weight, analysis) => {
@@ -125,8 +132,8 @@ function entropyCandidates(level: DeflateLevel, blobs: Map<string, { blob: Uint8
       if (best && shape[0] * shape[1] === 1) return null;
       if (analysis.matrix.rows % shape[0] !== 0 || analysis.matrix.cols % shape[1] !== 0) return null;
       const raw = encodeSparse(weight, { codec, blockShape: shape, zeroRule: 'bitwise', shuffleValues: true });
-      const blob = withEntropyStage(raw, level);
-      blobs.set(`${codec}:${best ? 'best' : '1x1'}+deflate`, { blob, name: `${codec}:${shape[0]}x${shape[1]}+deflate` });
+      const blob = withEntropyStage(raw, 0);
+      blobs.set(`${codec}:${best ? 'best' : '1x1'}+deflate`, { raw, blob, name: `${codec}:${shape[0]}x${shape[1]}+deflate` });
       return blob.length;
     },
   });
@@ -151,8 +158,8 @@ function encodeUnit(members: TfjsWeight[], options: TfjsWriteOptions, out: Group
   const elements = members.reduce((n, w) => n + w.entry.elements, 0);
   const weight = { name: label, values, dtype: storage, shape: members.length === 1 ? head.entry.shape : [elements] };
   const level = options.level ?? 6;
-  const blobs = new Map<string, { blob: Uint8Array; name: string }>();
-  const choice = planWeightEncoding(weight, [...RAW_ENCODINGS, ...entropyCandidates(level, blobs)], { zeroRule: 'bitwise', compareWithGzip: false, level });
+  const blobs = new Map<string, EntropyBlob>();
+  const choice = planWeightEncoding(weight, [...RAW_ENCODINGS, ...entropyCandidates(blobs)], { zeroRule: 'bitwise', compareWithGzip: false, level });
   if (choice.encoding === 'dense' || choice.bytesAfter > denseLength - MIN_GAIN) {
     return keepDense(choice.encoding === 'dense' ? `dense: ${choice.reason}` : `dense: a blob would save less than ${MIN_GAIN} bytes (${choice.reason})`);
   }
@@ -160,7 +167,8 @@ function encodeUnit(members: TfjsWeight[], options: TfjsWriteOptions, out: Group
   let blob: Uint8Array;
   let encoding = choice.encoding;
   if (encoded) {
-    blob = encoded.blob;
+    const withLz = level > 0 ? withEntropyStage(encoded.raw, level) : encoded.blob;
+    blob = withLz.length < encoded.blob.length ? withLz : encoded.blob;
     encoding = encoded.name;
   } else {
     const parsed = parseEncoding(choice.encoding);
