@@ -137,10 +137,10 @@ async function child(caseName: string, args: string[]): Promise<void> {
 /** Peak RSS of plugin read + `--to tfjs` write of a model of `shardCount` shards (issue: hundreds of shards). */
 export function benchTfjsShards(workDir: string, sizeBytes = 200 * MB, shardCount = 200): BenchRow[] {
   const source = path.join(workDir, 'tfjs-shards-in');
-  const shardSize = Math.ceil(sizeBytes / shardCount);
   peakRss('generate', source, String(sizeBytes), String(shardCount));
   const size = listFiles(source).filter((f) => f.endsWith('.bin')).reduce((n, f) => n + fs.statSync(f).size, 0);
   const shards = listFiles(source).length - 1;
+  const shardSize = Math.ceil(size / shards);
   const idle = peakRss('idle');
   const baseline = peakRss('fs-copy', source, path.join(workDir, 'tfjs-shards-copy'));
   const ours = peakRss('tfjs-rw', source, path.join(workDir, 'tfjs-shards-out'), String(shardSize));

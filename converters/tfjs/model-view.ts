@@ -35,6 +35,12 @@ export interface TfjsSparsity {
 }
 
 export interface TfjsWeight extends WeightTensor {
+  /**
+   * The stored bytes as views into the shards, one per shard they touch. `bytes` is the same
+   * bytes in one array: a view when they lie in one shard, else a copy made on first use, so
+   * that writing a model of many shards copies nothing (docs/tfjs-sparse.md, section 7).
+   */
+  storedPieces(): Uint8Array[];
   dtype: DType;
   consumers: TfjsConsumer[];
   /** The manifest entry this weight came from (name, shape, dtype, quantization, raw JSON). */
@@ -125,17 +131,25 @@ export function readTfjs(bytes: Uint8Array | string, options: ReadTfjsOptions = 
     let denseOffset = 0;
     entries.forEach((entry, i) => {
       const placement = placements[i]!;
-      const stored = stream.bytes(placement.offset, placement.length);
+      const pieces = stream.pieces(placement.offset, placement.length);
       const quantization = quantizationOf(entry);
       const base = {
         name: names[i]!, dtype: entry.storage as DType, shape: entry.shape, entry,
         consumers: found?.consumers.get(entry.name) ?? [],
+        storedPieces: () => pieces,
         ...(quantization ? { quantization } : {}),
       };
       if (!entry.sparse) {
-        weights.push({ ...base, bytes: stored, denseBytes: () => stored });
+        const weight = { ...base, bytes: pieces[0] ?? new Uint8Array(0), denseBytes: () => weight.bytes };
+        if (pieces.length > 1) {
+          // Spans shards: one copy, made when (and if) someone asks for the contiguous bytes.
+          let joined: Uint8Array | undefined;
+          Object.defineProperty(weight, 'bytes', { enumerable: true, configurable: true, get: () => (joined ??= stream.bytes(placement.offset, placement.length)) });
+        }
+        weights.push(weight);
         return;
       }
+      const stored = stream.bytes(placement.offset, placement.length);
       if (entry.sparse.part === 0) {
         shared = { encoding: entry.sparse.encoding, blob: stored, members: entries.slice(i, i + entry.sparse.count) };
         denseOffset = 0;
@@ -189,7 +203,7 @@ export function tfjsWithWeights(model: Model, replacements: ReadonlyMap<string, 
       });
     }
     const { sparsity: _dropped, ...rest } = w;
-    return { ...rest, bytes, denseBytes: () => bytes };
+    return { ...rest, bytes, denseBytes: () => bytes, storedPieces: () => [bytes] };
   });
   return { ...model, weights, document: { ...doc, weights } satisfies TfjsDocument };
 }

@@ -267,8 +267,12 @@ export function layoutTfjs(model: Model, target: TfjsTarget, options: TfjsWriteO
         sparseWeights += encoded.sparse;
         out = encoded;
       } else {
-        out = { pieces: weights.map((w) => (w.sparsity ? w.denseBytes() : w.bytes)), entries: weights.map(entryJson) };
-        for (const w of weights) plan.push({ tensors: [w.name], storage: w.entry.storage, encoding: 'dense', bytesBefore: w.bytes.length, bytesAfter: w.entry.denseBytes ?? w.bytes.length, reason: 'dense' });
+        // Views of the input shards (a weight spanning shards stays in pieces): nothing is copied.
+        out = { pieces: weights.flatMap((w) => (w.sparsity ? [w.denseBytes()] : w.storedPieces())), entries: weights.map(entryJson) };
+        for (const w of weights) {
+          const stored = w.sparsity ? w.bytes.length : w.storedPieces().reduce((n, p) => n + p.length, 0);
+          plan.push({ tensors: [w.name], storage: w.entry.storage, encoding: 'dense', bytesBefore: stored, bytesAfter: w.entry.denseBytes ?? stored, reason: 'dense' });
+        }
       }
       const cut = shardPieces(out.pieces, shardSize);
       const paths = cut.map((_, i) => shardName(g, i, cut.length));
