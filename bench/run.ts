@@ -93,6 +93,11 @@ async function main(): Promise<void> {
       );
     }
     rows.push({ benchmark: 'vs official converter: all four', metric: 'ours / official, total bytes', value: oursTotal / officialTotal, target: '<= 0.9' });
+
+    // 4. TF.js: peak RSS of read + write of a ~200 MB model in 200 shards (fresh processes), and
+    // the prunepack/tfjs loader decoding a 100 MB sparse model against allocate + copy.
+    const { benchTfjsShards, benchTfjsDecode } = await import('./tfjs-decode.js');
+    rows.push(...benchTfjsShards(dir, 200 * MB * scale, Math.max(2, Math.round(200 * scale))), ...benchTfjsDecode(100 * MB * scale));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
