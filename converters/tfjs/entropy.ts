@@ -15,6 +15,7 @@
  */
 import { deflateSync } from 'fflate';
 import type { DeflateLevel } from '../../src/sparsity/codecs.js';
+import { canonicalCodes } from './inflate.js';
 import { crc32 } from './sparse-decode.js';
 
 /**
@@ -88,28 +89,6 @@ function treeLengths(weights: Float64Array): Uint8Array {
   const lengths = new Uint8Array(weights.length);
   for (let i = 0; i < m; i++) lengths[leaves[i]!] = depth[i]!;
   return lengths;
-}
-
-/** Canonical codes (RFC 1951, 3.2.2), bit-reversed for LSB-first output. */
-function canonicalCodes(lengths: Uint8Array): Uint16Array {
-  const count = new Uint16Array(16);
-  for (const l of lengths) if (l) count[l]!++;
-  const next = new Uint16Array(16);
-  for (let bits = 1, code = 0; bits < 16; bits++) {
-    code = (code + count[bits - 1]!) << 1;
-    next[bits] = code;
-  }
-  next[0] = 0;
-  const codes = new Uint16Array(lengths.length);
-  for (let s = 0; s < lengths.length; s++) {
-    const l = lengths[s]!;
-    if (!l) continue;
-    let code = next[l]!++;
-    let reversed = 0;
-    for (let b = 0; b < l; b++) { reversed = (reversed << 1) | (code & 1); code >>>= 1; }
-    codes[s] = reversed;
-  }
-  return codes;
 }
 
 class BitWriter {

@@ -31,6 +31,24 @@ interface Table {
 
 const PAIR_SHARE = 0.75;
 
+/** Canonical codes of code lengths (RFC 1951, 3.2.2), bit-reversed for LSB-first streams. Shared with the writer (entropy.ts). */
+export function canonicalCodes(lengths: Uint8Array): Uint16Array {
+  const count = new Uint16Array(16);
+  for (const l of lengths) if (l) count[l]!++;
+  const next = new Uint16Array(16);
+  for (let l = 1, code = 0; l < 16; l++) { code = (code + count[l - 1]!) << 1; next[l] = code; }
+  const codes = new Uint16Array(lengths.length);
+  for (let s = 0; s < lengths.length; s++) {
+    const l = lengths[s]!;
+    if (!l) continue;
+    let code = next[l]!++;
+    let reversed = 0;
+    for (let b = 0; b < l; b++) { reversed = (reversed << 1) | (code & 1); code >>>= 1; }
+    codes[s] = reversed;
+  }
+  return codes;
+}
+
 /** Builds the table of a canonical code; `pairs`: also decode a second literal when it fits. */
 function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
   const count = new Uint16Array(16);
@@ -44,16 +62,12 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
     left = (left << 1) - count[l]!;
     if (left < 0) throw new InflateError(`over-subscribed ${what} code`);
   }
-  const next = new Uint16Array(16);
-  for (let l = 1, code = 0; l <= 15; l++) { code = (code + count[l - 1]!) << 1; next[l] = code; }
+  const codes = canonicalCodes(lengths);
   for (let s = 0; s < lengths.length; s++) {
     const l = lengths[s]!;
     if (!l) continue;
-    let code = next[l]!++;
-    let reversed = 0;
-    for (let b = 0; b < l; b++) { reversed = (reversed << 1) | (code & 1); code >>>= 1; }
     const entry = l | (s << 5);
-    for (let i = reversed; i < entries.length; i += 1 << l) entries[i] = entry;
+    for (let i = codes[s]!; i < entries.length; i += 1 << l) entries[i] = entry;
   }
   if (pairs) {
     const paired = entries.slice();
