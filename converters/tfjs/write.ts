@@ -6,13 +6,14 @@
  * field of every group and entry except `paths` (new shards) and the `prunepack` markers.
  *
  * tfjs-sparse planning, per manifest group in order: weights of at least `runBytes` dense bytes
- * are planned one by one; smaller neighbours with the same storage dtype and zero point share one
- * blob (up to `runLimit` dense bytes), since a blob's header and DEFLATE tables cost ~100 bytes and
- * small tensors compress better together. Each unit goes to the cost model of the sparsity core,
- * which sizes dense, BCSR and bitmap with their block shapes, with and without the entropy stage,
- * and picks the smallest; a blob is kept only when it saves at least MIN_GAIN bytes. Strings,
- * empty tensors and `keepDense` weights stay dense. Zeros are bitwise (a -0.0 is stored), and a
- * quantized weight's zero is its zero point, so decoding gives back every byte.
+ * are planned one by one; smaller neighbours with the same storage dtype share one blob (up to
+ * `runLimit` dense bytes), since a blob's header and DEFLATE tables cost ~100 bytes and small
+ * tensors compress better together. Quantized weights are stored minus their zero point (the
+ * marker's `shift`), so their zero is 0 and different zero points share a blob. Each unit goes
+ * to the cost model of the sparsity core, which sizes dense, BCSR and bitmap with their block
+ * shapes, raw and with our entropy stage (entropy.ts), and picks the smallest; a blob is kept
+ * only when it saves at least MIN_GAIN bytes. Strings, empty tensors and `keepDense` weights stay
+ * dense. Zeros are bitwise (a -0.0 is stored), so decoding gives back every byte.
  */
 import { PrunepackError } from '../../src/errors.js';
 import type { Model } from '../../src/model/types.js';
@@ -43,7 +44,7 @@ export interface TfjsWriteOptions {
   runBytes?: number;
   /** tfjs-sparse: largest dense size of a shared blob (default 1 MiB). */
   runLimit?: number;
-  /** tfjs-sparse: DEFLATE level of the entropy stage (default 6). */
+  /** tfjs-sparse: level of fflate's LZ77 DEFLATE, tried against Huffman-only in the entropy stage (default 6; 0: Huffman-only). */
   level?: DeflateLevel;
   /** tfjs-sparse: weights kept dense by name. */
   keepDense?: readonly string[];
