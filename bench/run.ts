@@ -113,6 +113,10 @@ async function main(): Promise<void> {
     rows.push(...(JSON.parse(onnx.stdout.trim().split('\n').pop()!) as Row[]));
     // 5. convert --to tflite-sparse at scale: time, threads, and what the runtime check costs.
     rows.push(...await convertScaleTime(convertScale), ...await convertRuntimeCheckTime(dir, Math.round(256 * MB * scale)));
+    // 6. TF.js: peak RSS of read + write of a ~200 MB model in 200 shards (fresh processes), and
+    // the prunepack/tfjs loader decoding a 100 MB sparse model against allocate + copy.
+    const { benchTfjsShards, benchTfjsDecode } = await import('./tfjs-decode.js');
+    rows.push(...benchTfjsShards(dir, 200 * MB * scale, Math.max(2, Math.round(200 * scale))), ...benchTfjsDecode(100 * MB * scale));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -68,6 +68,23 @@ describe('convert --to tfjs and tfjs-sparse', () => {
     assert.match(r.stdout, /bare weights manifest has no topology: weights verified/);
   });
 
+  test('prune and convert refuse an output that would replace an input shard; the shard is unchanged', async () => {
+    const { model } = openModel(humanModel('emotion'));
+    const input = path.join(dir, 'shared-names');
+    // input/emotion.json's shards are named as the shards of a model.json written into input/.
+    const written = await writeTfjsFiles(model, path.join(input, 'emotion.json'), { target: 'tfjs', shardName: (g, i, n) => `group${g + 1}-shard${i + 1}of${n}.bin` });
+    const shard = path.join(input, 'group1-shard1of1.bin');
+    const before = fs.readFileSync(shard);
+    assert.deepEqual(fs.readdirSync(input).sort(), ['emotion.json', 'group1-shard1of1.bin']);
+    for (const args of [['prune', written.modelJsonPath, '--sparsity', '0.5', '-o', input], ['convert', written.modelJsonPath, '--to', 'tfjs', '-o', input]]) {
+      const r = cli(...args);
+      assert.equal(r.status, 2, `${args[0]}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /would replace a file of the input model/);
+      assert.ok(fs.readFileSync(shard).equals(before), `${args[0]}: input shard unchanged`);
+    }
+    assert.deepEqual(fs.readdirSync(input).sort(), ['emotion.json', 'group1-shard1of1.bin']);
+  });
+
   test('usage errors', () => {
     const onnx = cli('convert', humanModel('emotion'), '--to', 'onnx', '--shard-size', '1MiB');
     assert.equal(onnx.status, 2);

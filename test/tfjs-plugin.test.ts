@@ -10,6 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { tfjsFileHandler, writeTfjsFiles } from '../converters/tfjs/files.js';
 import { layoutTfjs, readTfjs, tfjsDocumentOf, tfjsWithWeights, type TfjsWeight } from '../converters/tfjs/index.js';
 import { topLevelValueSpan } from '../converters/tfjs/json-span.js';
 import { tfjsSparseHandler } from '../converters/tfjs/loader.js';
@@ -18,7 +21,7 @@ import { openModel, pruneModel, writeModel } from '../src/index.js';
 import { compareOutputs } from '../src/verify/tflite-runtime.js';
 import { loadTfjsRuntime } from '../src/verify/tfjs-runtime.js';
 import {
-  buildModel, concat, everyDtypeWeights, faceApiManifests, humanModel, humanModels, layoutFiles, memoryReadFile,
+  buildModel, concat, everyDtypeWeights, faceApiManifests, humanModel, humanModels, layoutFiles, memoryReadFile, randomFloats, writeFolder,
 } from './tfjs-fixtures.js';
 
 const require = createRequire(import.meta.url);
@@ -178,7 +181,10 @@ describe('models built in code', () => {
     const json = JSON.parse(new TextDecoder().decode(layout.modelJson));
     const q8 = json.weightsManifest.flatMap((g: { weights: Array<Record<string, unknown>> }) => g.weights).find((e: Record<string, unknown>) => e.name === 'q8/kernel');
     assert.deepEqual(q8.quantization, weights.find((w) => w.name === 'q8/kernel')!.quantization);
-    assert.equal(q8.prunepack.encoding, 'prunepack-sparse/1');
+    assert.equal(q8.prunepack.encoding, 'prunepack-sparse/2');
+    // Stored relative to the zero point, so that weights with other zero points share its blob.
+    assert.equal(q8.prunepack.shift, Math.round(-q8.quantization.min / q8.quantization.scale));
+    assert.ok(q8.prunepack.shift > 0);
   });
 
   test('a model.json without weights, and a manifest group with no shards', () => {
@@ -285,5 +291,40 @@ describe('pruning TF.js models', () => {
     const w = model.weights.find((x) => x.shape.length === 4)!;
     assert.throws(() => tfjsWithWeights(model, new Map([[w.name, new Uint8Array(3)]])), (e: unknown) => e instanceof PrunepackError && e.code === 'INVALID_ARGUMENT');
     assert.throws(() => tfjsWithWeights(model, new Map([['nope', new Uint8Array(3)]])), (e: unknown) => e instanceof PrunepackError && /no weight/.test(e.message));
+  });
+});
+
+describe('models of hundreds of shards (read and written as views, never one buffer)', () => {
+  let dir: string;
+  before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prunepack-tfjs-shards-')); });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('320 shards of 640 B round-trip to tfjs and tfjs-sparse through files; the dense writer only passes views of the input shards', async () => {
+    const weights = Array.from({ length: 40 }, (_, i) => ({
+      name: `layer${i}/kernel`, shape: [32, 40], dtype: 'float32' as const, bytes: new Uint8Array(randomFloats(32 * 40, 100 + i, i % 2 ? 0.8 : 0.3).buffer),
+    }));
+    const built = buildModel(weights, { shardSize: 640 });
+    writeFolder(path.join(dir, 'in'), built.files);
+    const { model } = openModel(path.join(dir, 'in', 'model.json'));
+    assert.equal(model.companionFiles!.length, 320);
+    const expected = concat(weights.map((w) => w.bytes));
+    const inputBuffers = new Set([...tfjsDocumentOf(model).weights.flatMap((w) => w.storedPieces().map((p) => p.buffer))]);
+    assert.equal(inputBuffers.size, 320, 'one buffer per shard file, none for the whole model');
+
+    // Dense, re-sharded to 334 shards: every written chunk is a view of an input shard.
+    const dense = await writeTfjsFiles(model, path.join(dir, 'dense'), { target: 'tfjs', shardSize: 615 });
+    assert.equal(dense.layout.shards.length, Math.ceil(expected.length / 615));
+    for (const s of dense.layout.shards) for (const c of s.chunks) assert.ok(inputBuffers.has(c.buffer), `${s.path}: a chunk that is not a view of an input shard`);
+    const back = openModel(dense.modelJsonPath).model;
+    assert.ok(Buffer.from(concat(back.weights.map((w) => w.bytes))).equals(Buffer.from(expected)));
+
+    // Sparse, in 300+ shards too; read back by the plugin and by the loader.
+    const sparse = await writeTfjsFiles(model, path.join(dir, 'sparse'), { target: 'tfjs-sparse', shardSize: Math.floor(layoutTfjs(model, 'tfjs-sparse').weightBytes / 310) });
+    assert.ok(sparse.layout.shards.length >= 300, `${sparse.layout.shards.length} shards`);
+    const sparseBack = openModel(sparse.modelJsonPath).model;
+    assert.equal(sparseBack.companionFiles!.length, sparse.layout.shards.length);
+    assert.ok(Buffer.from(concat(sparseBack.weights.map((w) => w.denseBytes()))).equals(Buffer.from(expected)));
+    const artifacts = await tfjsFileHandler(sparse.modelJsonPath).load();
+    assert.ok(Buffer.from(artifacts.weightData!).equals(Buffer.from(expected)));
   });
 });

@@ -188,7 +188,7 @@ describe('corrupt sparse weights', () => {
 
   test('the layout has a single blob and a shared blob, and both decode', () => {
     const entries = json.weightsManifest[0].weights;
-    assert.equal(entries[0].dtype, 'prunepack-sparse/1');
+    assert.equal(entries[0].dtype, 'prunepack-sparse/2');
     assert.equal(entries[1].prunepack.count, undefined);
     assert.equal(entries[2].prunepack.count, 4);
     assert.deepEqual(entries.slice(3).map((e: { prunepack: { part: number } }) => e.prunepack.part), [1, 2, 3]);
@@ -199,10 +199,22 @@ describe('corrupt sparse weights', () => {
   test('a flipped byte in a blob: CORRUPT (checksum)', () => both(variant((_j, b) => { b[100]! ^= 0x40; }), 'CORRUPT', /checksum mismatch/));
   test('a blob cut short (byteLength too large): TRUNCATED', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.byteLength += 5; }), 'TRUNCATED'));
   test('a shared blob that lost a part: CORRUPT', () => both(variant((j) => { delete j.weightsManifest[0].weights[4].prunepack; }), 'CORRUPT', /next entries are not its parts/));
-  test('a part without its head: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack = { encoding: 'prunepack-sparse/1', byteLength: 0, part: 1 }; }), 'CORRUPT'));
+  test('a part without its head: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack = { encoding: 'prunepack-sparse/2', byteLength: 0, part: 1 }; }), 'CORRUPT'));
   test('a blob whose shape is not the weight\'s: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].shape = [32, 128]; }), 'CORRUPT', /does not match/));
   test('the sentinel anywhere but first: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights.push(j.weightsManifest[0].weights.shift()); }), 'CORRUPT', /sentinel/));
-  test('a newer encoding: UNSUPPORTED', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.encoding = 'prunepack-sparse/2'; }), 'UNSUPPORTED', /newer prunepack/));
+  test('a newer encoding: UNSUPPORTED', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.encoding = 'prunepack-sparse/3'; }), 'UNSUPPORTED', /newer prunepack/));
+  test('two versions in one manifest: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.encoding = 'prunepack-sparse/1'; }), 'CORRUPT', /mixes two versions/));
+  test('a shift on a float32 weight: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].prunepack.shift = 3; }), 'CORRUPT', /only uint8\/uint16-quantized weights can have a shift/));
+  test('a version 1 model (written before shifts existed) still decodes', () => {
+    const v1 = variant((j) => {
+      j.weightsManifest[0].weights[0].dtype = 'prunepack-sparse/1';
+      for (const e of j.weightsManifest[0].weights.slice(1)) e.prunepack.encoding = 'prunepack-sparse/1';
+    });
+    const back = readTfjs(v1.json, { shards: () => v1.shard });
+    back.weights.forEach((w, i) => assert.ok(Buffer.from(w.denseBytes()).equals(Buffer.from(weights[i]!.bytes)), w.name));
+    const artifacts = decodeTfjsArtifacts(v1.json, [v1.shard]);
+    assert.ok(Buffer.from(artifacts.weightData!).equals(Buffer.from(concat(weights.map((w) => w.bytes)))));
+  });
   test('a blob on a string weight: CORRUPT', () => both(variant((j) => { j.weightsManifest[0].weights[1].dtype = 'string'; }), 'CORRUPT', /string weights cannot be stored sparse/));
 });
 
@@ -243,5 +255,25 @@ describe('writes are all-or-nothing', () => {
       isError('INVALID_ARGUMENT', /replace a file of the input model/));
     const ok = await writeTfjsFiles(opened.model, path.join(input, 'copy.json'), { target: 'tfjs', protect: [path.join(input, 'model.json')] });
     assert.deepEqual(ok.files.map((f) => path.basename(f.path)), ['copy.json', 'copy-group1-shard1of1.bin']);
+  });
+
+  test('the shards a model was read from are its companionFiles, and no write replaces them (no protect option needed)', async () => {
+    // a.json's shard has the name a model.json written into the same folder gives its first shard.
+    const input = path.join(root, 'in-shared-names');
+    const shard = concat(weights.map((w) => w.bytes));
+    const json = JSON.parse(built.json);
+    json.weightsManifest[0].paths = ['group1-shard1of1.bin'];
+    writeFolder(input, new Map([['a.json', new TextEncoder().encode(JSON.stringify(json))], ['group1-shard1of1.bin', shard]]));
+    fs.symlinkSync('group1-shard1of1.bin', path.join(input, 'linked.bin'));
+    const { model: opened } = openModel(path.join(input, 'a.json'));
+    assert.deepEqual(opened.companionFiles, [fs.realpathSync(path.join(input, 'group1-shard1of1.bin'))]);
+    for (const target of ['tfjs', 'tfjs-sparse'] as const) {
+      await assert.rejects(writeTfjsFiles(opened, input, { target }), isError('INVALID_ARGUMENT', /would replace a file of the input model/));
+      await assert.rejects(writeTfjsFiles(opened, input, { target, force: true, shardName: () => 'linked.bin' }), isError('INVALID_ARGUMENT', /would replace a file of the input model/));
+    }
+    assert.ok(Buffer.from(fs.readFileSync(path.join(input, 'group1-shard1of1.bin'))).equals(Buffer.from(shard)), 'input shard bytes unchanged');
+    assert.deepEqual(listing(input), ['a.json', 'group1-shard1of1.bin', 'linked.bin']);
+    // A model read from memory has no companion files.
+    assert.equal(model.companionFiles, undefined);
   });
 });

@@ -22,7 +22,7 @@ export interface WriteTfjsFilesOptions extends TfjsWriteOptions {
   check?: (stagedModelJson: string, layout: TfjsLayout) => void | Promise<void>;
   /** Replace an existing model.json of the same name. */
   force?: boolean;
-  /** Files that must not be replaced (the input model's model.json and shards). */
+  /** Files that must not be replaced (the input model's model.json); the shards the model was read from (Model.companionFiles) are always protected. */
   protect?: readonly string[];
 }
 
@@ -106,12 +106,17 @@ export async function writeTfjsFiles(model: Model, out: string, options: WriteTf
   if (folderExists && fs.existsSync(modelJsonPath) && !options.force) {
     throw new PrunepackError('INVALID_ARGUMENT', `${modelJsonPath} exists`, { format: 'tfjs', hint: 'Pass force (--force) to replace it, or choose another output' });
   }
-  const protectedPaths = new Set((options.protect ?? []).map((p) => { try { return fs.realpathSync(p); } catch { return path.resolve(p); } }));
+  const protect = [...(options.protect ?? []), ...(model.companionFiles ?? [])];
+  const protectedPaths = new Set(protect.map((p) => { try { return fs.realpathSync(p); } catch { return path.resolve(p); } }));
+  // By identity too: a hard link to an input shard under another name is the same file.
+  const identity = (file: string) => { try { const st = fs.statSync(file); return `${st.dev}:${st.ino}`; } catch { return null; } };
+  const protectedIds = new Set(protect.map(identity).filter((id) => id !== null));
   for (const f of files) {
     const dest = path.join(folder, ...f.name.split('/'));
     let real = dest;
     try { real = fs.realpathSync(dest); } catch { /* new file */ }
-    if (protectedPaths.has(real) || protectedPaths.has(path.resolve(dest))) {
+    const id = identity(dest);
+    if (protectedPaths.has(real) || protectedPaths.has(path.resolve(dest)) || (id !== null && protectedIds.has(id))) {
       throw new PrunepackError('INVALID_ARGUMENT', `writing ${f.name} would replace a file of the input model`, { format: 'tfjs', location: dest, hint: 'Write the output to another folder' });
     }
   }

@@ -13,7 +13,7 @@
  * absolute paths or `..`, so a model.json cannot send requests anywhere but its own folder.
  */
 import { PrunepackError } from '../../src/errors.js';
-import { parseModelJson, type ManifestWeight, type TfjsManifest } from './manifest.js';
+import { addModulo, parseModelJson, type ManifestWeight, type TfjsManifest } from './manifest.js';
 import { decodePpspInto, PPSP_DTYPE_CODES, releaseScratch } from './sparse-decode.js';
 import { placeWeights, ShardStream } from './stream.js';
 
@@ -115,11 +115,15 @@ export function decodeManifestWeights(manifest: TfjsManifest, shards: readonly U
       const members = weights.slice(i, i + w.sparse.count);
       const elements = members.reduce((n, m) => n + m.elements, 0);
       const length = members.reduce((n, m) => n + m.denseBytes!, 0);
+      const at0 = at;
       const blob = stream.bytes(placement.offset, placement.length);
       const where = members.length === 1 ? w.name : `${w.name} (+${members.length - 1} weights)`;
       const expect = { dtypeCode: PPSP_DTYPE_CODES[w.storage]!, shape: members.length === 1 ? w.shape : null, elements };
-      decodePpspInto(blob, expect, out.subarray(at, at + length), where, { zeroed: true });
-      at += length;
+      decodePpspInto(blob, expect, out.subarray(at0, at0 + length), where, { zeroed: true });
+      for (const m of members) {
+        if (m.sparse!.shift) addModulo(out.subarray(at, at + m.denseBytes!), m.storage, m.sparse!.shift);
+        at += m.denseBytes!;
+      }
       i += members.length;
     }
   } finally {

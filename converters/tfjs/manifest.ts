@@ -11,10 +11,12 @@
 import { PrunepackError } from '../../src/errors.js';
 import { checkShardPath } from './paths.js';
 
-/** Encoding name of sparse weights (and the dtype of the sentinel entry); see docs/tfjs-sparse.md. */
-export const SPARSE_ENCODING = 'prunepack-sparse/1';
+/** Encoding name of sparse weights (and the dtype of the sentinel entry) that writers write; see docs/tfjs-sparse.md. */
+export const SPARSE_ENCODING = 'prunepack-sparse/2';
+/** Every version readers accept: 1 (no `shift`) and 2. */
+export const SPARSE_ENCODINGS: readonly string[] = ['prunepack-sparse/1', SPARSE_ENCODING];
 /** Name of the zero-size sentinel entry that makes standard TF.js loaders refuse a sparse model. */
-export const SENTINEL_NAME = 'prunepack-sparse/1 model: load it with the prunepack/tfjs IOHandler (docs/tfjs-sparse.md)';
+export const SENTINEL_NAME = `${SPARSE_ENCODING} model: load it with the prunepack/tfjs IOHandler (docs/tfjs-sparse.md)`;
 
 export type TfjsDType = 'float32' | 'int32' | 'bool' | 'string' | 'complex64';
 export type TfjsQuantizedDType = 'uint8' | 'uint16' | 'float16';
@@ -31,9 +33,16 @@ export interface TfjsQuantization {
 
 /** A `prunepack` marker: a head covers `count` weights with one blob; followers have `part` >= 1. */
 export interface SparseMarker {
+  /** The marker's encoding (one of SPARSE_ENCODINGS). */
+  encoding: string;
   byteLength: number;
   count: number;
   part: number;
+  /**
+   * Version 2, uint8/uint16 storage: the blob holds this weight's stored values minus `shift`,
+   * modulo 2^8 or 2^16 (writers use the zero point, so that every weight's zero is 0). 0 otherwise.
+   */
+  shift: number;
 }
 
 export interface ManifestWeight {
@@ -170,7 +179,7 @@ function kindOf(json: Record<string, unknown>, where: string): TfjsKind {
 function parseManifest(groups: unknown[], where: string): TfjsManifest {
   const out: ManifestGroup[] = [];
   const weights: ManifestWeight[] = [];
-  let sentinel = false;
+  let sentinel: string | null = null;
   groups.forEach((group, g) => {
     const at = `${where} weightsManifest[${g}]`;
     if (!isObject(group)) throw corrupt('manifest group is not an object', at, '{"paths": [...], "weights": [...]}', show(group));
@@ -181,10 +190,10 @@ function parseManifest(groups: unknown[], where: string): TfjsManifest {
     const parsed: ManifestWeight[] = [];
     (group.weights as unknown[]).forEach((entry, i) => {
       const entryWhere = `${at}.weights[${i}]`;
-      if (isObject(entry) && entry.dtype === SPARSE_ENCODING) {
-        if (g !== 0 || i !== 0) throw corrupt(`the ${SPARSE_ENCODING} sentinel entry is not the first entry of the first group`, entryWhere, 'weightsManifest[0].weights[0]', `weightsManifest[${g}].weights[${i}]`);
+      if (isObject(entry) && typeof entry.dtype === 'string' && SPARSE_ENCODINGS.includes(entry.dtype)) {
+        if (g !== 0 || i !== 0) throw corrupt(`the ${entry.dtype} sentinel entry is not the first entry of the first group`, entryWhere, 'weightsManifest[0].weights[0]', `weightsManifest[${g}].weights[${i}]`);
         if (!Array.isArray(entry.shape) || entry.shape.length !== 1 || entry.shape[0] !== 0) throw corrupt('the sentinel entry must have shape [0]', entryWhere, '[0]', show(entry.shape));
-        sentinel = true;
+        sentinel = entry.dtype as string;
         return;
       }
       parsed.push(parseEntry(entry, g, i, entryWhere));
@@ -193,7 +202,38 @@ function parseManifest(groups: unknown[], where: string): TfjsManifest {
     out.push({ paths: paths as string[], checkedPaths, entry: group, weights: parsed });
     weights.push(...parsed);
   });
-  return { groups: out, weights, sentinel, sparse: weights.some((w) => w.sparse !== undefined) };
+  checkOneVersion(weights, sentinel, where);
+  return { groups: out, weights, sentinel: sentinel !== null, sparse: weights.some((w) => w.sparse !== undefined) };
+}
+
+/** A manifest uses one version of the format: the sentinel's and every marker's encoding agree. */
+function checkOneVersion(weights: readonly ManifestWeight[], sentinel: string | null, where: string): void {
+  let version = sentinel;
+  let first = sentinel === null ? '' : `${where} weightsManifest[0].weights[0] (sentinel)`;
+  for (const w of weights) {
+    if (!w.sparse) continue;
+    if (version === null) {
+      version = w.sparse.encoding;
+      first = `${where} weightsManifest[${w.group}].weights[${w.entryIndex}] (${w.name})`;
+    } else if (w.sparse.encoding !== version) {
+      throw corrupt('the manifest mixes two versions of the sparse format', `${where} weightsManifest[${w.group}].weights[${w.entryIndex}] (${w.name}) prunepack.encoding`,
+        `${version} (as ${first})`, w.sparse.encoding);
+    }
+  }
+}
+
+/** Adds `amount` to every element of `bytes` (uint8 or uint16 little-endian storage), modulo 2^8 or 2^16, in place. */
+export function addModulo(bytes: Uint8Array, storage: TfjsStorage, amount: number): void {
+  if (storage === 'uint8') {
+    for (let i = 0; i < bytes.length; i++) bytes[i] = bytes[i]! + amount; // Uint8Array stores modulo 2^8
+    return;
+  }
+  if (storage !== 'uint16') throw new Error(`addModulo: ${storage} is not uint8 or uint16`);
+  for (let i = 0; i + 1 < bytes.length; i += 2) {
+    const v = (bytes[i]! | (bytes[i + 1]! << 8)) + amount;
+    bytes[i] = v;
+    bytes[i + 1] = v >>> 8;
+  }
 }
 
 function parseEntry(entry: unknown, group: number, entryIndex: number, where: string): ManifestWeight {
@@ -260,10 +300,10 @@ function parseMarker(marker: unknown, weight: ManifestWeight, at: string): Spars
   const where = `${at} prunepack`;
   if (!isObject(marker)) throw corrupt('prunepack marker is not an object', where, `{"encoding": "${SPARSE_ENCODING}", "byteLength": N}`, show(marker));
   const encoding = marker.encoding;
-  if (encoding !== SPARSE_ENCODING) {
+  if (typeof encoding !== 'string' || !SPARSE_ENCODINGS.includes(encoding)) {
     if (typeof encoding === 'string' && encoding.startsWith('prunepack-sparse/')) {
       throw new PrunepackError('UNSUPPORTED', `sparse weight encoding ${encoding}`, {
-        format: 'tfjs', location: where, expected: SPARSE_ENCODING, found: encoding, hint: 'A newer prunepack wrote this model; update prunepack',
+        format: 'tfjs', location: where, expected: SPARSE_ENCODINGS.join(' or '), found: encoding, hint: 'A newer prunepack wrote this model; update prunepack',
       });
     }
     throw corrupt('unknown prunepack encoding', `${where}.encoding`, JSON.stringify(SPARSE_ENCODING), show(encoding));
@@ -282,7 +322,16 @@ function parseMarker(marker: unknown, weight: ManifestWeight, at: string): Spars
     throw corrupt('a weight that is part of an earlier blob must have byteLength 0 and no count', where, '{"byteLength": 0, "part": i}', show(marker));
   }
   if (part === 0 && byteLength === 0) throw corrupt('a sparse blob cannot be empty', `${where}.byteLength`, '> 0', '0');
-  return { byteLength, count, part };
+  let shift = 0;
+  if (encoding !== 'prunepack-sparse/1' && marker.shift !== undefined) {
+    if (weight.storage !== 'uint8' && weight.storage !== 'uint16') {
+      throw corrupt('only uint8/uint16-quantized weights can have a shift', `${where}.shift`, 'no shift', `a shift on ${weight.storage} storage`);
+    }
+    shift = integer('shift', 0, 0);
+    const top = weight.storage === 'uint8' ? 255 : 65535;
+    if (shift > top) throw corrupt('prunepack shift is out of range', `${where}.shift`, `0..${top}`, String(shift));
+  }
+  return { encoding, byteLength, count, part, shift };
 }
 
 /** Every head with count K is followed by parts 1..K-1 in the same group, all of one storage dtype. */

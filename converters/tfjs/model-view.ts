@@ -12,13 +12,14 @@ import { PrunepackError } from '../../src/errors.js';
 import type { DType } from '../../src/model/dtype.js';
 import type { Model, Quantization, WeightTensor } from '../../src/model/types.js';
 import { graphConsumers, layersConsumers, type TfjsConsumer } from './consumers.js';
-import { parseModelJson, SPARSE_ENCODING, type ManifestWeight, type ParsedModelJson } from './manifest.js';
+import { addModulo, parseModelJson, type ManifestWeight, type ParsedModelJson } from './manifest.js';
 import { readShards } from './shard-files.js';
 import { placeWeights, ShardStream } from './stream.js';
 
 /** One blob shared by `members` (a run of consecutive weights, or a single weight). */
 export interface TfjsSparseBlob {
-  encoding: typeof SPARSE_ENCODING;
+  /** The encoding the model was written with (docs/tfjs-sparse.md: prunepack-sparse/1 or /2). */
+  encoding: string;
   blob: Uint8Array;
   members: ManifestWeight[];
   /** The run's decoded bytes, kept once decoded (runs are small: a writer packs weights below 64 KiB). */
@@ -26,7 +27,7 @@ export interface TfjsSparseBlob {
 }
 
 export interface TfjsSparsity {
-  encoding: typeof SPARSE_ENCODING;
+  encoding: string;
   /** The blob holding this weight, its position among the blob's weights, and byte offset in the dense run. */
   shared: TfjsSparseBlob;
   part: number;
@@ -34,6 +35,12 @@ export interface TfjsSparsity {
 }
 
 export interface TfjsWeight extends WeightTensor {
+  /**
+   * The stored bytes as views into the shards, one per shard they touch. `bytes` is the same
+   * bytes in one array: a view when they lie in one shard, else a copy made on first use, so
+   * that writing a model of many shards copies nothing (docs/tfjs-sparse.md, section 7).
+   */
+  storedPieces(): Uint8Array[];
   dtype: DType;
   consumers: TfjsConsumer[];
   /** The manifest entry this weight came from (name, shape, dtype, quantization, raw JSON). */
@@ -67,6 +74,11 @@ function decodeShared(shared: TfjsSparseBlob): Uint8Array {
       format: 'tfjs', location: head.name, expected: `${head.storage} [${expectedShape.join(', ')}]`, found: `${decoded.dtype} [${decoded.shape.join(', ')}]`,
     });
   }
+  let at = 0;
+  for (const m of shared.members) {
+    if (m.sparse!.shift) addModulo(decoded.values.subarray(at, at + m.denseBytes!), m.storage, m.sparse!.shift);
+    at += m.denseBytes!;
+  }
   if (shared.members.length > 1) shared.decoded = decoded.values;
   return decoded.values;
 }
@@ -96,12 +108,15 @@ export function readTfjs(bytes: Uint8Array | string, options: ReadTfjsOptions = 
   const entryNames = entries.map((w) => w.name);
   const found = parsed.kind === 'graph-model' ? graphConsumers(topology, entryNames)
     : parsed.kind === 'layers-model' ? layersConsumers(topology, entryNames) : null;
+  let companionFiles: string[] | undefined;
   if (manifest) {
     let shardBytes: Uint8Array[];
     if (options.shards) {
       shardBytes = manifest.groups.flatMap((g, gi) => g.paths.map((p, i) => options.shards!(p, gi, i)));
     } else if (options.path) {
-      shardBytes = manifest.groups.some((g) => g.paths.length) ? readShards(options.path, manifest.groups) : [];
+      const read = manifest.groups.some((g) => g.paths.length) ? readShards(options.path, manifest.groups) : { shards: [], files: [] };
+      shardBytes = read.shards;
+      companionFiles = read.files;
     } else if (manifest.groups.some((g) => g.paths.length)) {
       throw new PrunepackError('INVALID_ARGUMENT', 'the model has weight shards but its path is unknown', {
         format: 'tfjs', hint: 'Read it from a file (openModel), or pass ModelSource.path or a shards callback',
@@ -116,23 +131,31 @@ export function readTfjs(bytes: Uint8Array | string, options: ReadTfjsOptions = 
     let denseOffset = 0;
     entries.forEach((entry, i) => {
       const placement = placements[i]!;
-      const stored = stream.bytes(placement.offset, placement.length);
+      const pieces = stream.pieces(placement.offset, placement.length);
       const quantization = quantizationOf(entry);
       const base = {
         name: names[i]!, dtype: entry.storage as DType, shape: entry.shape, entry,
         consumers: found?.consumers.get(entry.name) ?? [],
+        storedPieces: () => pieces,
         ...(quantization ? { quantization } : {}),
       };
       if (!entry.sparse) {
-        weights.push({ ...base, bytes: stored, denseBytes: () => stored });
+        const weight = { ...base, bytes: pieces[0] ?? new Uint8Array(0), denseBytes: () => weight.bytes };
+        if (pieces.length > 1) {
+          // Spans shards: one copy, made when (and if) someone asks for the contiguous bytes.
+          let joined: Uint8Array | undefined;
+          Object.defineProperty(weight, 'bytes', { enumerable: true, configurable: true, get: () => (joined ??= stream.bytes(placement.offset, placement.length)) });
+        }
+        weights.push(weight);
         return;
       }
+      const stored = stream.bytes(placement.offset, placement.length);
       if (entry.sparse.part === 0) {
-        shared = { encoding: SPARSE_ENCODING, blob: stored, members: entries.slice(i, i + entry.sparse.count) };
+        shared = { encoding: entry.sparse.encoding, blob: stored, members: entries.slice(i, i + entry.sparse.count) };
         denseOffset = 0;
       }
       const blob = shared!;
-      const sparsity: TfjsSparsity = { encoding: SPARSE_ENCODING, shared: blob, part: entry.sparse.part, denseOffset };
+      const sparsity: TfjsSparsity = { encoding: blob.encoding, shared: blob, part: entry.sparse.part, denseOffset };
       const offset = denseOffset;
       const length = entry.denseBytes!;
       denseOffset += length;
@@ -147,7 +170,7 @@ export function readTfjs(bytes: Uint8Array | string, options: ReadTfjsOptions = 
   }
   const operatorCounts = found?.operatorCounts ?? new Map<string, number>();
   const document: TfjsDocument = { parsed, weights, ...(options.path ? { path: options.path } : {}) };
-  return { format: 'tfjs', version: parsed.kind, operatorCounts, weights, document };
+  return { format: 'tfjs', version: parsed.kind, operatorCounts, weights, document, ...(companionFiles ? { companionFiles } : {}) };
 }
 
 /** The TF.js document of a model read by this plugin; throws when another plugin read it. */
@@ -180,7 +203,7 @@ export function tfjsWithWeights(model: Model, replacements: ReadonlyMap<string, 
       });
     }
     const { sparsity: _dropped, ...rest } = w;
-    return { ...rest, bytes, denseBytes: () => bytes };
+    return { ...rest, bytes, denseBytes: () => bytes, storedPieces: () => [bytes] };
   });
   return { ...model, weights, document: { ...doc, weights } satisfies TfjsDocument };
 }

@@ -54,6 +54,11 @@ function isInside(folder: string, file: string): boolean {
  * path, see modelFolder). `where` names the manifest entry in errors.
  */
 export function readShardFile(folder: string, shardPath: string, where: string): Uint8Array {
+  return openShardFile(folder, shardPath, where).bytes;
+}
+
+/** readShardFile, also returning the real path of the file that was read. */
+export function openShardFile(folder: string, shardPath: string, where: string): { bytes: Uint8Array; file: string } {
   const { fs, path } = node();
   const relative = checkShardPath(shardPath, where);
   const candidate = path.join(folder, ...relative.split('/'));
@@ -95,18 +100,26 @@ export function readShardFile(folder: string, shardPath: string, where: string):
       if (n === 0) throw new PrunepackError('TRUNCATED', `weight shard ${shardPath} ended while reading`, { format: 'tfjs', location: `${where} byte ${done}` });
       done += n;
     }
-    return out;
+    return { bytes: out, file: real };
   } finally {
     fs.closeSync(fd);
   }
 }
 
-/** Reads every shard of the manifest groups, in order. */
-export function readShards(modelPath: string, groups: ReadonlyArray<{ paths: readonly string[] }>): Uint8Array[] {
+/**
+ * Reads every shard of the manifest groups, in order, each into its own buffer (never one buffer
+ * for the whole model); `files` are the real paths read, without repeats.
+ */
+export function readShards(modelPath: string, groups: ReadonlyArray<{ paths: readonly string[] }>): { shards: Uint8Array[]; files: string[] } {
   const folder = modelFolder(modelPath);
-  const out: Uint8Array[] = [];
+  const shards: Uint8Array[] = [];
+  const files = new Set<string>();
   groups.forEach((group, g) => {
-    group.paths.forEach((p, i) => out.push(readShardFile(folder, p, `weightsManifest[${g}].paths[${i}]`)));
+    group.paths.forEach((p, i) => {
+      const read = openShardFile(folder, p, `weightsManifest[${g}].paths[${i}]`);
+      shards.push(read.bytes);
+      files.add(read.file);
+    });
   });
-  return out;
+  return { shards, files: [...files] };
 }

@@ -9,8 +9,8 @@
  * against the bytes present, inflated lengths against the header, at most 1032:1 expansion, the
  * dense size against the caller's expectation; then every index entry while scattering.
  */
-import { inflateSync } from 'fflate';
 import { PrunepackError } from '../../src/errors.js';
+import { inflateInto } from './inflate.js';
 
 const FORMAT = 'prunepack sparse blob';
 const HEADER = 60;
@@ -45,18 +45,18 @@ function corrupt(what: string, where: string, offset: number | string, expected:
   });
 }
 
-// CRC-32 (zlib), slicing by 8: the table is built once, on first use.
+// CRC-32 (zlib), slicing by 16 over aligned 32-bit words: the tables are built once, on first use.
 let crcTable: Int32Array | null = null;
 
 function crcTables(): Int32Array {
   if (crcTable) return crcTable;
-  const t = new Int32Array(8 * 256);
+  const t = new Int32Array(16 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
     t[n] = c;
   }
-  for (let n = 0; n < 256; n++) for (let s = 1; s < 8; s++) t[s * 256 + n] = (t[(s - 1) * 256 + n]! >>> 8) ^ t[t[(s - 1) * 256 + n]! & 0xff]!;
+  for (let n = 0; n < 256; n++) for (let s = 1; s < 16; s++) t[s * 256 + n] = (t[(s - 1) * 256 + n]! >>> 8) ^ t[t[(s - 1) * 256 + n]! & 0xff]!;
   crcTable = t;
   return t;
 }
@@ -66,13 +66,21 @@ export function crc32(bytes: Uint8Array): number {
   let c = -1;
   let i = 0;
   const n = bytes.length;
-  for (; i + 8 <= n; i += 8) {
-    c ^= bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
-    const d = bytes[i + 4]! | (bytes[i + 5]! << 8) | (bytes[i + 6]! << 16) | (bytes[i + 7]! << 24);
-    c = t[1792 + (c & 0xff)]! ^ t[1536 + ((c >>> 8) & 0xff)]! ^ t[1280 + ((c >>> 16) & 0xff)]! ^ t[1024 + (c >>> 24)]!
-      ^ t[768 + (d & 0xff)]! ^ t[512 + ((d >>> 8) & 0xff)]! ^ t[256 + ((d >>> 16) & 0xff)]! ^ t[d >>> 24]!;
+  // Bytes up to a 4-byte boundary, then 16 bytes (four little-endian words) per step.
+  for (; i < n && (bytes.byteOffset + i) % 4 !== 0; i++) c = t[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  const words = (bytes.byteOffset + i) % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset + i, (n - i) >>> 2) : new Uint32Array(0);
+  const steps = words.length >>> 2;
+  for (let w = 0; w < steps * 4; w += 4) {
+    const a = c ^ words[w]!;
+    const b = words[w + 1]!;
+    const d = words[w + 2]!;
+    const e = words[w + 3]!;
+    c = t[3840 + (a & 0xff)]! ^ t[3584 + ((a >>> 8) & 0xff)]! ^ t[3328 + ((a >>> 16) & 0xff)]! ^ t[3072 + (a >>> 24)]!
+      ^ t[2816 + (b & 0xff)]! ^ t[2560 + ((b >>> 8) & 0xff)]! ^ t[2304 + ((b >>> 16) & 0xff)]! ^ t[2048 + (b >>> 24)]!
+      ^ t[1792 + (d & 0xff)]! ^ t[1536 + ((d >>> 8) & 0xff)]! ^ t[1280 + ((d >>> 16) & 0xff)]! ^ t[1024 + (d >>> 24)]!
+      ^ t[768 + (e & 0xff)]! ^ t[512 + ((e >>> 8) & 0xff)]! ^ t[256 + ((e >>> 16) & 0xff)]! ^ t[e >>> 24]!;
   }
-  for (; i < n; i++) c = t[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  for (i += steps * 16; i < n; i++) c = t[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
   return ~c >>> 0;
 }
 
@@ -114,13 +122,14 @@ function stream(blob: Uint8Array, at: number, stored: number, raw: number, defla
   const bytes = blob.subarray(at, at + stored);
   if (!deflated) return bytes;
   const out = scratchOf(slot, raw + 1); // one spare byte: an over-long stream shows as raw + 1 bytes
-  let inflated: Uint8Array;
+  let inflated: number;
   try {
-    inflated = inflateSync(bytes, { out });
+    inflated = inflateInto(bytes, out);
   } catch (e) {
+    if (/more bytes than expected/.test((e as Error).message)) throw corrupt(`${what} inflates to the wrong length`, where, at, `${raw} bytes`, `more than ${raw} bytes`);
     throw corrupt(`${what} is not valid DEFLATE data (${(e as Error).message})`, where, at, 'a raw DEFLATE stream', `${stored} undecodable bytes`, e);
   }
-  if (inflated.length !== raw) throw corrupt(`${what} inflates to the wrong length`, where, at, `${raw} bytes`, inflated.length > raw ? `more than ${raw} bytes` : `${inflated.length} bytes`);
+  if (inflated !== raw) throw corrupt(`${what} inflates to the wrong length`, where, at, `${raw} bytes`, inflated > raw ? `more than ${raw} bytes` : `${inflated} bytes`);
   return out.subarray(0, raw);
 }
 
@@ -367,7 +376,20 @@ const POPCOUNT = (() => {
 function checkBitmap(bits: Uint8Array, g: Grid, where: string): void {
   const blockCount = g.blockRows * g.blockCols;
   let set = 0;
-  for (let b = 0; b < bits.length; b++) set += POPCOUNT[bits[b]!]!;
+  let b = 0;
+  if (bits.byteOffset % 4 === 0) {
+    // 32 bits at a time (SWAR popcount).
+    const words = new Uint32Array(bits.buffer, bits.byteOffset, bits.length >>> 2);
+    for (let i = 0; i < words.length; i++) {
+      let x = words[i]!;
+      x -= (x >>> 1) & 0x55555555;
+      x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+      x = (x + (x >>> 4)) & 0x0f0f0f0f;
+      set += Math.imul(x, 0x01010101) >>> 24;
+    }
+    b = words.length * 4;
+  }
+  for (; b < bits.length; b++) set += POPCOUNT[bits[b]!]!;
   if (set !== g.stored) throw corrupt('bitmap bit count does not match the stored blocks', where, 20, String(g.stored), `${set} bits set`);
   if (blockCount & 7 && bits[bits.length - 1]! >>> (blockCount & 7)) {
     throw corrupt('bitmap padding bits are set', where, `index stream byte ${bits.length - 1}`, '0', `0x${bits[bits.length - 1]!.toString(16)}`);
@@ -381,21 +403,23 @@ function expandShuffled(bits: Uint8Array, planes: Uint8Array, width: number, tar
   let p = 0;
   if (width === 4) {
     const dst = new Uint32Array(target.buffer, target.byteOffset, target.length >>> 2);
-    const b1 = n;
-    const b2 = 2 * n;
-    const b3 = 3 * n;
+    const p0 = planes.subarray(0, n);
+    const p1 = planes.subarray(n, 2 * n);
+    const p2 = planes.subarray(2 * n, 3 * n);
+    const p3 = planes.subarray(3 * n, 4 * n);
+    const words = bits.byteOffset % 4 === 0 ? new Uint32Array(bits.buffer, bits.byteOffset, full) : null;
     for (let w = 0, base = 0; w < full; w++, base += 32) {
       const i = 4 * w;
-      let word = bits[i]! | (bits[i + 1]! << 8) | (bits[i + 2]! << 16) | (bits[i + 3]! << 24);
+      let word = words ? words[w]! : bits[i]! | (bits[i + 1]! << 8) | (bits[i + 2]! << 16) | (bits[i + 3]! << 24);
       while (word !== 0) {
         const low = word & -word;
-        dst[base + 31 - Math.clz32(low)] = planes[p]! | (planes[b1 + p]! << 8) | (planes[b2 + p]! << 16) | (planes[b3 + p]! << 24);
+        dst[base + 31 - Math.clz32(low)] = p0[p]! | (p1[p]! << 8) | (p2[p]! << 16) | (p3[p]! << 24);
         p++;
         word ^= low;
       }
     }
     for (let k = full * 32; k < count; k++) {
-      if ((bits[k >>> 3]! >>> (k & 7)) & 1) { dst[k] = planes[p]! | (planes[b1 + p]! << 8) | (planes[b2 + p]! << 16) | (planes[b3 + p]! << 24); p++; }
+      if ((bits[k >>> 3]! >>> (k & 7)) & 1) { dst[k] = p0[p]! | (p1[p]! << 8) | (p2[p]! << 16) | (p3[p]! << 24); p++; }
     }
     return;
   }

@@ -43,6 +43,21 @@ export class ShardStream {
     return out;
   }
 
+  /** Views of [offset, offset + length), one per shard it touches (no copy). */
+  pieces(offset: number, length: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    if (length === 0) return out;
+    let s = this.shardAt(offset);
+    let local = offset - this.starts[s]!;
+    for (let done = 0; done < length; s++, local = 0) {
+      const shard = this.shards[s]!;
+      const n = Math.min(shard.length - local, length - done);
+      out.push(shard.subarray(local, local + n));
+      done += n;
+    }
+    return out;
+  }
+
   /** Copies [offset, offset + length) into out at `at`. */
   copyTo(offset: number, length: number, out: Uint8Array, at: number): void {
     if (length === 0) return;

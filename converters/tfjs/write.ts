@@ -6,20 +6,22 @@
  * field of every group and entry except `paths` (new shards) and the `prunepack` markers.
  *
  * tfjs-sparse planning, per manifest group in order: weights of at least `runBytes` dense bytes
- * are planned one by one; smaller neighbours with the same storage dtype and zero point share one
- * blob (up to `runLimit` dense bytes), since a blob's header and DEFLATE tables cost ~100 bytes and
- * small tensors compress better together. Each unit goes to the cost model of the sparsity core,
- * which sizes dense, BCSR and bitmap with their block shapes, with and without the entropy stage,
- * and picks the smallest; a blob is kept only when it saves at least MIN_GAIN bytes. Strings,
- * empty tensors and `keepDense` weights stay dense. Zeros are bitwise (a -0.0 is stored), and a
- * quantized weight's zero is its zero point, so decoding gives back every byte.
+ * are planned one by one; smaller neighbours with the same storage dtype share one blob (up to
+ * `runLimit` dense bytes), since a blob's header and DEFLATE tables cost ~100 bytes and small
+ * tensors compress better together. Quantized weights are stored minus their zero point (the
+ * marker's `shift`), so their zero is 0 and different zero points share a blob. Each unit goes
+ * to the cost model of the sparsity core, which sizes dense, BCSR and bitmap with their block
+ * shapes, raw and with our entropy stage (entropy.ts), and picks the smallest; a blob is kept
+ * only when it saves at least MIN_GAIN bytes. Strings, empty tensors and `keepDense` weights stay
+ * dense. Zeros are bitwise (a -0.0 is stored), so decoding gives back every byte.
  */
 import { PrunepackError } from '../../src/errors.js';
 import type { Model } from '../../src/model/types.js';
 import { encodeSparse, type DeflateLevel, type SparseCodec } from '../../src/sparsity/codecs.js';
-import { parseEncoding, planWeightEncoding } from '../../src/sparsity/cost.js';
+import { parseEncoding, planWeightEncoding, type ExternalEncoding } from '../../src/sparsity/cost.js';
+import { withEntropyStage } from './entropy.js';
 import { topLevelValueSpan } from './json-span.js';
-import { SENTINEL_NAME, SPARSE_ENCODING, type TfjsStorage } from './manifest.js';
+import { addModulo, SENTINEL_NAME, SPARSE_ENCODING, type TfjsStorage } from './manifest.js';
 import { tfjsDocumentOf, type TfjsWeight } from './model-view.js';
 
 export type TfjsTarget = 'tfjs' | 'tfjs-sparse';
@@ -30,7 +32,8 @@ export const DEFAULT_RUN_BYTES = 64 * 1024;
 export const DEFAULT_RUN_LIMIT = 1024 * 1024;
 /** A blob must save at least this many bytes over the dense bytes to be worth decoding. */
 const MIN_GAIN = 64;
-const ENCODINGS = ['dense', 'bitmap', 'bcsr', 'bitmap+deflate', 'bcsr+deflate'];
+/** Encodings sized by the cost model itself (raw streams); the '+deflate' ones come from entropyCandidates. */
+const RAW_ENCODINGS = ['dense', 'bitmap', 'bcsr'];
 
 export interface TfjsWriteOptions {
   /** Shard size in bytes (default 4 MiB, as the TF.js converter). */
@@ -41,7 +44,7 @@ export interface TfjsWriteOptions {
   runBytes?: number;
   /** tfjs-sparse: largest dense size of a shared blob (default 1 MiB). */
   runLimit?: number;
-  /** tfjs-sparse: DEFLATE level of the entropy stage (default 6). */
+  /** tfjs-sparse: level of fflate's LZ77 DEFLATE, tried against Huffman-only in the entropy stage (default 6; 0: Huffman-only). */
   level?: DeflateLevel;
   /** tfjs-sparse: weights kept dense by name. */
   keepDense?: readonly string[];
@@ -94,24 +97,56 @@ interface GroupOutput {
   entries: Record<string, unknown>[];
 }
 
+/** Stored bytes of the unit's weights, back to back; quantized ones minus their zero point (the marker's `shift`). */
+function unitValues(members: readonly TfjsWeight[], denses: readonly Uint8Array[], length: number): Uint8Array {
+  const shifted = members.some((w) => w.entry.zeroPoint);
+  if (denses.length === 1 && !shifted) return denses[0]!;
+  const values = new Uint8Array(length);
+  let at = 0;
+  members.forEach((w, i) => {
+    const bytes = denses[i]!;
+    values.set(bytes, at);
+    const zero = w.entry.zeroPoint;
+    if (zero) addModulo(values.subarray(at, at + bytes.length), w.entry.storage, (w.entry.storage === 'uint8' ? 256 : 65536) - zero);
+    at += bytes.length;
+  });
+  return values;
+}
+
+interface EntropyBlob {
+  /** Without DEFLATE, and with the Huffman-only entropy stage (the size the cost model saw). */
+  raw: Uint8Array;
+  blob: Uint8Array;
+  name: string;
+}
+
+/**
+ * The candidates of the cost model with our entropy stage (entropy.ts), sized by encoding for
+ * real with Huffman-only DEFLATE (fast); encodeUnit then tries fflate's LZ77 DEFLATE on the chosen
+ * one only. Names follow cost.ts ('+deflate': DEFLATE streams); 'best' is the analysis' best block.
+ */
+function entropyCandidates(blobs: Map<string, EntropyBlob>): ExternalEncoding[] {
+  const candidate = (codec: SparseCodec, best: boolean): ExternalEncoding => ({
+    name: `${codec}:${best ? 'best' : '1x1'}+deflate`,
+    size: (weight, analysis) => {
+      const shape: [number, number] = best ? [analysis.bestBlock?.rows ?? 1, analysis.bestBlock?.cols ?? 1] : [1, 1];
+      if (best && shape[0] * shape[1] === 1) return null;
+      if (analysis.matrix.rows % shape[0] !== 0 || analysis.matrix.cols % shape[1] !== 0) return null;
+      const raw = encodeSparse(weight, { codec, blockShape: shape, zeroRule: 'bitwise', shuffleValues: true });
+      const blob = withEntropyStage(raw, 0);
+      blobs.set(`${codec}:${best ? 'best' : '1x1'}+deflate`, { raw, blob, name: `${codec}:${shape[0]}x${shape[1]}+deflate` });
+      return blob.length;
+    },
+  });
+  return [candidate('bitmap', false), candidate('bcsr', false), candidate('bitmap', true), candidate('bcsr', true)];
+}
+
 /** Plans and encodes one unit: a single weight, or a run of small neighbours. */
 function encodeUnit(members: TfjsWeight[], options: TfjsWriteOptions, out: GroupOutput, plan: TfjsPlanEntry[]): number {
   const head = members[0]!;
   const storage = head.entry.storage;
   const denses = members.map((w) => w.denseBytes());
   const denseLength = denses.reduce((n, b) => n + b.length, 0);
-  let values: Uint8Array;
-  if (denses.length === 1) {
-    values = denses[0]!;
-  } else {
-    values = new Uint8Array(denseLength);
-    let at = 0;
-    for (const b of denses) { values.set(b, at); at += b.length; }
-  }
-  const elements = members.reduce((n, w) => n + w.entry.elements, 0);
-  const shape = members.length === 1 ? head.entry.shape : [elements];
-  const zeroPoint = head.entry.zeroPoint;
-  const weight = { values, dtype: storage, shape, ...(zeroPoint ? { quantization: { zeroPoint } } : {}) };
   const tensors = members.map((w) => w.name);
   const label = members.length === 1 ? head.name : `${head.name} and ${members.length - 1} more`;
   const keepDense = (reason: string) => {
@@ -120,24 +155,35 @@ function encodeUnit(members: TfjsWeight[], options: TfjsWriteOptions, out: Group
     return 0;
   };
   if (denseLength < 128) return keepDense('dense: too small for a blob');
+  const values = unitValues(members, denses, denseLength);
+  const elements = members.reduce((n, w) => n + w.entry.elements, 0);
+  const weight = { name: label, values, dtype: storage, shape: members.length === 1 ? head.entry.shape : [elements] };
   const level = options.level ?? 6;
-  const choice = planWeightEncoding({ ...weight, name: label }, ENCODINGS, { zeroRule: 'bitwise', compareWithGzip: false, level });
+  const blobs = new Map<string, EntropyBlob>();
+  const choice = planWeightEncoding(weight, [...RAW_ENCODINGS, ...entropyCandidates(blobs)], { zeroRule: 'bitwise', compareWithGzip: false, level });
   if (choice.encoding === 'dense' || choice.bytesAfter > denseLength - MIN_GAIN) {
     return keepDense(choice.encoding === 'dense' ? `dense: ${choice.reason}` : `dense: a blob would save less than ${MIN_GAIN} bytes (${choice.reason})`);
   }
-  const parsed = parseEncoding(choice.encoding);
-  const blob = encodeSparse(weight, {
-    codec: parsed.kind as SparseCodec, blockShape: parsed.blockShape, zeroRule: 'bitwise', level,
-    deflateIndex: parsed.deflate, deflateValues: parsed.deflate, shuffleValues: parsed.deflate,
-  });
+  const encoded = blobs.get(choice.encoding);
+  let blob: Uint8Array;
+  let encoding = choice.encoding;
+  if (encoded) {
+    const withLz = level > 0 ? withEntropyStage(encoded.raw, level) : encoded.blob;
+    blob = withLz.length < encoded.blob.length ? withLz : encoded.blob;
+    encoding = encoded.name;
+  } else {
+    const parsed = parseEncoding(choice.encoding);
+    blob = encodeSparse(weight, { codec: parsed.kind as SparseCodec, blockShape: parsed.blockShape, zeroRule: 'bitwise' });
+  }
   out.pieces.push(blob);
   members.forEach((w, i) => {
+    const shift = w.entry.zeroPoint ? { shift: w.entry.zeroPoint } : {};
     const marker = i === 0
-      ? { encoding: SPARSE_ENCODING, byteLength: blob.length, ...(members.length > 1 ? { count: members.length } : {}) }
-      : { encoding: SPARSE_ENCODING, byteLength: 0, part: i };
+      ? { encoding: SPARSE_ENCODING, byteLength: blob.length, ...(members.length > 1 ? { count: members.length } : {}), ...shift }
+      : { encoding: SPARSE_ENCODING, byteLength: 0, part: i, ...shift };
     out.entries.push({ ...entryJson(w), prunepack: marker });
   });
-  plan.push({ tensors, storage, encoding: choice.encoding, bytesBefore: denseLength, bytesAfter: blob.length, reason: choice.reason });
+  plan.push({ tensors, storage, encoding, bytesBefore: denseLength, bytesAfter: blob.length, reason: choice.reason.replace(/(bitmap|bcsr):best\+deflate/g, encoding) });
   return members.length;
 }
 
@@ -171,7 +217,7 @@ function encodeGroupSparse(weights: TfjsWeight[], options: TfjsWriteOptions, pla
       continue;
     }
     const last = run[run.length - 1];
-    if (last && (last.entry.storage !== e.storage || last.entry.zeroPoint !== e.zeroPoint || runLength + length > runLimit)) flush();
+    if (last && (last.entry.storage !== e.storage || runLength + length > runLimit)) flush();
     run.push(w);
     runLength += length;
   }
@@ -222,8 +268,12 @@ export function layoutTfjs(model: Model, target: TfjsTarget, options: TfjsWriteO
         sparseWeights += encoded.sparse;
         out = encoded;
       } else {
-        out = { pieces: weights.map((w) => (w.sparsity ? w.denseBytes() : w.bytes)), entries: weights.map(entryJson) };
-        for (const w of weights) plan.push({ tensors: [w.name], storage: w.entry.storage, encoding: 'dense', bytesBefore: w.bytes.length, bytesAfter: w.entry.denseBytes ?? w.bytes.length, reason: 'dense' });
+        // Views of the input shards (a weight spanning shards stays in pieces): nothing is copied.
+        out = { pieces: weights.flatMap((w) => (w.sparsity ? [w.denseBytes()] : w.storedPieces())), entries: weights.map(entryJson) };
+        for (const w of weights) {
+          const stored = w.sparsity ? w.bytes.length : w.storedPieces().reduce((n, p) => n + p.length, 0);
+          plan.push({ tensors: [w.name], storage: w.entry.storage, encoding: 'dense', bytesBefore: stored, bytesAfter: w.entry.denseBytes ?? stored, reason: 'dense' });
+        }
       }
       const cut = shardPieces(out.pieces, shardSize);
       const paths = cut.map((_, i) => shardName(g, i, cut.length));

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import { parseOptions } from './args.js';
-import { gzipSync } from 'fflate';
+import { Gzip, gzipSync } from 'fflate';
 import { openModel, readModel, writeModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
 import { protectInputFile, readModelSource, writeFileAtomic, type Chunk } from '../io/files.js';
@@ -531,12 +531,13 @@ async function runConvertTfjs(input: string, target: 'tfjs' | 'tfjs-sparse', val
     } : undefined,
   });
 
-  const inputWeights = model.weights.reduce((n, w) => n + w.bytes.length, 0);
+  const inputWeights = doc.weights.reduce((n, w) => n + w.storedPieces().reduce((k, p) => k + p.length, 0), 0);
   const inputJson = source.bytes.length;
   const outputWeights = written.layout.weightBytes;
   const outputJson = written.layout.modelJson.length;
-  const gz = (parts: Uint8Array[]) => { const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0)); let at = 0; for (const p of parts) { all.set(p, at); at += p.length; } return gzipSync(all, { level: 9 }).length; };
-  const inputGzip = gz(model.weights.map((w) => w.bytes));
+  // gzip -9 of the shards as one stream, fed piece by piece (no copy of the whole model).
+  const gz = (parts: Uint8Array[]) => { let n = 0; const z = new Gzip({ level: 9 }, (chunk) => { n += chunk.length; }); parts.forEach((p, i) => z.push(p, i === parts.length - 1)); if (!parts.length) z.push(new Uint8Array(0), true); return n; };
+  const inputGzip = gz(doc.weights.flatMap((w) => w.storedPieces()));
   const outputGzip = gz(written.layout.shards.flatMap((s) => s.chunks));
   const summary = {
     input, output: written.modelJsonPath, target,
