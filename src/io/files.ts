@@ -33,15 +33,15 @@ export function protectInputFile(file: string): void {
  * Reads a model file (whole under 2 GB; above, the first 2 GB and the rest on demand).
  * `shared`: the bytes live in SharedArrayBuffers, so worker threads see them without a copy.
  */
-export function readModelSource(file: string, options: { shared?: boolean } = {}): ModelSource {
-  const allocate = (length: number) => (options.shared ? new Uint8Array(new SharedArrayBuffer(length)) : new Uint8Array(length));
+/** Opens a model file for reading (opened first, then fstat'ed: no race); refuses anything but a regular file. */
+function openRegularFile(file: string): { fd: number; stat: fs.Stats } {
   let fd: number;
-  let stat: fs.Stats;
   try {
     fd = fs.openSync(file, 'r');
   } catch (e) {
     throw ioError(`cannot open ${file}`, e);
   }
+  let stat: fs.Stats;
   try {
     stat = fs.fstatSync(fd);
   } catch (e) {
@@ -52,6 +52,12 @@ export function readModelSource(file: string, options: { shared?: boolean } = {}
     fs.closeSync(fd);
     throw new PrunepackError('INVALID_ARGUMENT', `${file} is not a regular file`, { hint: 'Pass the path of a model file' });
   }
+  return { fd, stat };
+}
+
+export function readModelSource(file: string, options: { shared?: boolean } = {}): ModelSource {
+  const allocate = (length: number) => (options.shared ? new Uint8Array(new SharedArrayBuffer(length)) : new Uint8Array(length));
+  const { fd, stat } = openRegularFile(file);
   try {
     const headLength = Math.min(stat.size, MAX_SINGLE_READ);
     const bytes = allocate(headLength);
@@ -208,23 +214,7 @@ function isAlive(pid: number): boolean {
  * `paged` the on-demand image and range reader. The file stays open for the life of the process.
  */
 export function openPagedSource(file: string): ModelSource {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (e) {
-    throw ioError(`cannot open ${file}`, e);
-  }
-  let stat: fs.Stats;
-  try {
-    stat = fs.fstatSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    throw ioError(`cannot open ${file}`, e);
-  }
-  if (!stat.isFile()) {
-    fs.closeSync(fd);
-    throw new PrunepackError('INVALID_ARGUMENT', `${file} is not a regular file`, { hint: 'Pass the path of a model file' });
-  }
+  const { fd, stat } = openRegularFile(file);
   const paged = new PagedFile(fd, stat.size, file);
   const head = Math.min(stat.size, PAGE_SIZE);
   paged.ensure(0, head);
