@@ -85,10 +85,12 @@ async function main(): Promise<void> {
       for (const [metric, value] of Object.entries(result)) rows.push({ benchmark: 'sparsity 256 MB float32, 80% zeros', metric, value: value as number });
     }
     // 3. Streaming audit of a generated 1 GB model (bench/audit-stream.ts).
+    // In its own process, so that its children's peak RSS does not start at this one's.
     {
-      const { benchAuditStream } = await import('./audit-stream.js');
       const modelFile = path.join(dir, 'audit-stream.tflite');
-      rows.push(...await benchAuditStream(modelFile, Math.round(1024 * MB * scale)));
+      const run = spawnSync(process.execPath, [path.join(here, 'audit-stream.js'), '--bench', modelFile, String(Math.round(1024 * MB * scale))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      if (run.status !== 0) throw new Error(`bench/audit-stream failed (exit ${run.status})`);
+      rows.push(...(JSON.parse(run.stdout.trim().split('\n').pop()!) as Row[]));
       fs.rmSync(modelFile, { force: true });
     }
     // 4. tflite-sparse against the official converter's published outputs.

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { openModel } from '../src/index.js';
-import { auditModel, blockPruneCost, selectKth } from '../src/audit/audit.js';
+import { auditModel, blockPruneCost, selectKth, selectKthNonNegative } from '../src/audit/audit.js';
 import { auditFileStreaming, shareWeights } from '../src/audit/parallel.js';
 import { layoutTflite } from '../converters/tflite/write.js';
 import { assembleLayout } from '../converters/tflite/write.js';
@@ -206,6 +206,19 @@ test('selectKth and blockPruneCost agree with a plain sort-based reference', () 
     const r = selectKth(Float64Array.from(a), k);
     assert.equal(r.value, sorted[k]);
     assert.equal(r.below, a.filter((x) => x < sorted[k]!).length);
+  }
+  // The bucketed select on large arrays of non-negative norms (many equal: zero blocks).
+  for (let t = 0; t < 12; t++) {
+    const n = 5000 + Math.floor(random() * 20000);
+    const a = Float64Array.from({ length: n }, () => (random() < 0.4 ? 0 : t % 2 ? Math.floor(random() * 50) : random() * 3));
+    const sorted = Float64Array.from(a).sort();
+    for (const k of [0, n - 1, Math.floor(random() * n), Math.floor(n * 0.4), Math.floor(n * 0.8)]) {
+      const copy = Float64Array.from(a);
+      const r = selectKthNonNegative(copy, k);
+      assert.equal(r.value, sorted[k], `n ${n} k ${k}`);
+      assert.equal(r.below, sorted.findIndex((x) => x === sorted[k]), `n ${n} k ${k}: below`);
+      assert.deepEqual(copy, a, 'the input is left as it was');
+    }
   }
   // blockPruneCost against the definition: |value| per element, block sums in flat order, the
   // round(blocks * s) smallest norms with ties by position.

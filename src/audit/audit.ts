@@ -570,17 +570,47 @@ function choosePrunedBlocks(norms: Float64Array, nonzeros: Uint32Array, sparsity
   let extraZeros = 0;
   let l1Removed = 0;
   if (k > 0) {
-    const { value: threshold, below } = selectKth(Float64Array.from(norms), k - 1);
-    let ties = k - below;
+    const { value: threshold, below } = selectKthNonNegative(norms, k - 1);
+    // Below the threshold: all of them (a select, not a branch: the comparison is unpredictable).
     for (let b = 0; b < blocks; b++) {
       const x = norms[b]!;
-      if (x < threshold || (x === threshold && ties-- > 0)) {
+      const take = x < threshold;
+      extraZeros += take ? nonzeros[b]! : 0;
+      l1Removed += take ? x : 0;
+    }
+    // At the threshold: the first k - below by position.
+    let ties = k - below;
+    for (let b = 0; b < blocks && ties > 0; b++) {
+      if (norms[b] === threshold) {
         extraZeros += nonzeros[b]!;
-        l1Removed += x;
+        l1Removed += threshold;
+        ties--;
       }
     }
   }
   return { extraZeros, zerosBefore, l1Removed, l1Total };
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * selectKth for arrays of non-negative numbers (block norms), without reordering `a`: for such
+ * numbers the order of the high 32 bits of a float64 is the numeric order, so one counting pass
+ * over the top 16 bits finds the bucket holding the k-th value, and only that bucket goes to
+ * the comparison-based select (two predictable passes instead of a branchy partition of all).
+ */
+export function selectKthNonNegative(a: Float64Array, k: number): { value: number; below: number } {
+  if (!LITTLE_ENDIAN || a.length < 4096) return selectKth(a.slice(), k);
+  const words = new Uint32Array(a.buffer, a.byteOffset, a.length * 2);
+  const counts = new Uint32Array(65536);
+  for (let i = 0; i < a.length; i++) counts[words[2 * i + 1]! >>> 16]++;
+  let bucket = 0;
+  let before = 0;
+  while (before + counts[bucket]! <= k) before += counts[bucket++]!;
+  const inBucket = new Float64Array(counts[bucket]!);
+  for (let i = 0, j = 0; i < a.length; i++) if (words[2 * i + 1]! >>> 16 === bucket) inBucket[j++] = a[i]!;
+  const r = selectKth(inBucket, k - before);
+  return { value: r.value, below: before + r.below };
 }
 
 /**
