@@ -73,7 +73,7 @@ describe('audit: every real model of the dev dependencies and the samples', () =
       // Sparse targets are never larger than the dense one.
       const dense = report.totals.dense.bytes!;
       for (const t of report.totals.targets) assert.ok(t.bytes! <= dense, `${t.target} ${t.bytes} > dense ${dense}`);
-      if (model.format === 'tflite') assert.ok(report.xnnpack !== null);
+      if (model.format === 'tflite') assert.ok(report.xnnpack !== null && typeof report.xnnpack.expected === 'boolean' && (!report.xnnpack.expected || report.xnnpack.qualifies), 'expected implies the threshold');
     });
   }
 });

@@ -201,7 +201,7 @@ ${totalsRows}
 </tbody></table>
 <div class="small">Information bound: ${fmt(t.informationBound.weightBytes)} B of weights (${esc(t.informationBound.formula)}). Best PPSP codec per weight: ${fmt(t.codecWeightBytes)} B of weights.</div>
 ${totalsChart}
-${report.xnnpack ? `<p class="small">XNNPACK fast sparse inference on the tflite-sparse output: <b>${report.xnnpack.qualifies ? 'yes' : 'no'}</b> (${esc(report.xnnpack.reason)})</p>` : ''}
+${report.xnnpack ? `<p class="small">XNNPACK fast sparse inference on the tflite-sparse output: <b>${report.xnnpack.expected ? 'expected' : report.xnnpack.qualifies ? 'not expected (zeros threshold met, operator pattern does not fit)' : 'not expected'}</b> (${esc(report.xnnpack.reason)})</p>` : ''}
 ${report.budgets.map((b) => `<p class="${b.passed ? 'small' : 'error'}">Budget ${esc(b.kind)} ${b.limit} for ${esc(b.target)}: ${b.passed ? 'met' : 'missed'}: ${esc(b.message)}</p>`).join('\n')}
 
 <h2>Sparsity per weight${chartWeights.length < report.weights.length ? ` (first ${chartWeights.length})` : ''}</h2>

@@ -112,7 +112,7 @@ export function renderAuditText(report: AuditReport): string {
       [false, false, false, false, true, true, true, false, true, true],
     ));
   }
-  if (report.xnnpack) out.push('', `XNNPACK fast sparse inference on the tflite-sparse output: ${report.xnnpack.qualifies ? 'yes' : 'no'} (${report.xnnpack.reason})`);
+  if (report.xnnpack) out.push('', `XNNPACK fast sparse inference on the tflite-sparse output: ${report.xnnpack.expected ? 'expected' : report.xnnpack.qualifies ? 'not expected (zeros threshold met, operator pattern does not fit)' : 'not expected'} (${report.xnnpack.reason})`);
   for (const b of report.budgets) out.push(`budget ${b.kind} ${b.limit} for ${b.target}: ${b.passed ? 'met' : 'MISSED'} (${b.message})`);
   if (report.notes.length) {
     out.push('', 'notes:');

@@ -172,7 +172,10 @@ export interface AuditBudget {
 }
 
 export interface AuditXnnpack {
+  /** The zeros threshold alone (1x1 CONV_2D filters through DENSIFY more than 2/3 zeros). */
   qualifies: boolean;
+  /** Threshold met and the NCHW operator pattern fits: XNNPACK is expected to run sparse. */
+  expected?: boolean;
   reason: string;
 }
 

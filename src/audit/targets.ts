@@ -35,7 +35,7 @@ export interface FormatTargets {
   outputs: Array<TargetOutput | TargetFailure>;
   /** Extra per-weight candidates (e.g. the ONNX sparse form when it was not chosen). */
   candidates: Map<number, AuditCandidate[]>;
-  xnnpack: { qualifies: boolean; reason: string } | null;
+  xnnpack: { qualifies: boolean; expected: boolean; reason: string } | null;
   notes: string[];
   /** The input file holds no weight bytes (TF.js model.json: the weights are in shard files). */
   weightsInOtherFiles?: boolean;
@@ -119,7 +119,7 @@ function tfliteTargets(model: Model, onStep?: StepCallback): FormatTargets {
   try {
     const plan: SparsePlan = planSparseTflite(dense);
     const layout = layoutTflite(applySparsePlan(dense, plan));
-    xnnpack = { qualifies: plan.xnnpack.qualifies, reason: plan.xnnpack.reason };
+    xnnpack = { qualifies: plan.xnnpack.qualifies, expected: plan.xnnpack.expected, reason: plan.xnnpack.reason };
     // Plan entries follow the dense document's tensors; weights follow the input's. Both list
     // constants per subgraph in tensor order, so entries are matched by (subgraph, tensor name) in order.
     const queues = new Map<string, typeof plan.entries>();

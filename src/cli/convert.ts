@@ -220,7 +220,7 @@ export async function runConvert(args: string[]): Promise<number> {
     const t = sparse.plan.totals;
     lines.push(`sparse weights: ${t.sparseWeights} (${t.densifyOps} through DENSIFY, ${t.nativeOperators} FULLY_CONNECTED reading natively); analyzed and encoded on ${sparse.threads} thread${sparse.threads > 1 ? 's' : ''}`);
     lines.push(latencyLine(sparse.plan));
-    lines.push(`XNNPACK fast sparse inference: ${sparse.plan.xnnpack.qualifies ? 'yes' : 'no'} (${sparse.plan.xnnpack.reason})`);
+    lines.push(`XNNPACK fast sparse inference: ${sparse.plan.xnnpack.expected ? 'expected' : sparse.plan.xnnpack.qualifies ? 'not expected (zeros threshold met, operator pattern does not fit)' : 'not expected'} (${sparse.plan.xnnpack.reason})`);
     const observed = xnnpackObserved(sparse, runtime);
     if (observed !== null) {
       lines.push(observed ? 'XNNPACK ran its sparse kernels in the runtime (outputs differ from the dense model in the last bits)'
