@@ -11,6 +11,7 @@
  */
 import { PrunepackError } from '../../src/errors.js';
 import { inflateInto } from './inflate.js';
+import { portableCrc32 as crc32 } from '../../src/sparsity/crc32.js';
 
 const FORMAT = 'prunepack sparse blob';
 const HEADER = 60;
@@ -45,44 +46,8 @@ function corrupt(what: string, where: string, offset: number | string, expected:
   });
 }
 
-// CRC-32 (zlib), slicing by 16 over aligned 32-bit words: the tables are built once, on first use.
-let crcTable: Int32Array | null = null;
-
-function crcTables(): Int32Array {
-  if (crcTable) return crcTable;
-  const t = new Int32Array(16 * 256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c;
-  }
-  for (let n = 0; n < 256; n++) for (let s = 1; s < 16; s++) t[s * 256 + n] = (t[(s - 1) * 256 + n]! >>> 8) ^ t[t[(s - 1) * 256 + n]! & 0xff]!;
-  crcTable = t;
-  return t;
-}
-
-export function crc32(bytes: Uint8Array): number {
-  const t = crcTables();
-  let c = -1;
-  let i = 0;
-  const n = bytes.length;
-  // Bytes up to a 4-byte boundary, then 16 bytes (four little-endian words) per step.
-  for (; i < n && (bytes.byteOffset + i) % 4 !== 0; i++) c = t[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  const words = (bytes.byteOffset + i) % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset + i, (n - i) >>> 2) : new Uint32Array(0);
-  const steps = words.length >>> 2;
-  for (let w = 0; w < steps * 4; w += 4) {
-    const a = c ^ words[w]!;
-    const b = words[w + 1]!;
-    const d = words[w + 2]!;
-    const e = words[w + 3]!;
-    c = t[3840 + (a & 0xff)]! ^ t[3584 + ((a >>> 8) & 0xff)]! ^ t[3328 + ((a >>> 16) & 0xff)]! ^ t[3072 + (a >>> 24)]!
-      ^ t[2816 + (b & 0xff)]! ^ t[2560 + ((b >>> 8) & 0xff)]! ^ t[2304 + ((b >>> 16) & 0xff)]! ^ t[2048 + (b >>> 24)]!
-      ^ t[1792 + (d & 0xff)]! ^ t[1536 + ((d >>> 8) & 0xff)]! ^ t[1280 + ((d >>> 16) & 0xff)]! ^ t[1024 + (d >>> 24)]!
-      ^ t[768 + (e & 0xff)]! ^ t[512 + ((e >>> 8) & 0xff)]! ^ t[256 + ((e >>> 16) & 0xff)]! ^ t[e >>> 24]!;
-  }
-  for (i += steps * 16; i < n; i++) c = t[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
+/** CRC-32 as zlib computes it (plain JavaScript: the loaders reach for no Node module). */
+export { portableCrc32 as crc32 } from '../../src/sparsity/crc32.js';
 
 function u64(dv: DataView, at: number, field: string, where: string): number {
   const lo = dv.getUint32(at, true);
