@@ -7,7 +7,8 @@
 import fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { auditFileStreaming, defaultJobs } from '../src/audit/parallel.js';
+import { auditFileStreaming } from '../src/audit/parallel.js';
+import { defaultJobs } from '../src/parallel/pool.js';
 import { generateTfliteModel } from './tflite-io.js';
 
 const MB = 1024 * 1024;

@@ -7,8 +7,9 @@
  * L1 norm instead.
  */
 import { PrunepackError } from './errors.js';
-import { elementCount, float16ToFloat32, bfloat16ToFloat32, typedView } from './model/dtype.js';
+import { elementCount, typedView } from './model/dtype.js';
 import type { Model, WeightTensor } from './model/types.js';
+import { magnitudeFill, quantizedLayout } from './model/magnitude.js';
 
 export interface PruneOptions {
   /** Share of elements (or blocks) to set to zero, 0..1. */
@@ -36,34 +37,11 @@ export function defaultPruneSelection(w: WeightTensor): boolean {
 
 /** Magnitudes in real units (dequantized for int8/uint8, per channel when quantized so). */
 function magnitudes(w: WeightTensor, dense: Uint8Array): { magnitude: Float64Array; zeroValue: (i: number) => number } {
-  const n = elementCount(w.shape);
-  const magnitude = new Float64Array(n);
-  const values = typedView(w.dtype, dense)!;
-  if (w.dtype === 'float32') {
-    const v = values as Float32Array;
-    for (let i = 0; i < n; i++) magnitude[i] = Math.abs(v[i]!);
-    return { magnitude, zeroValue: () => 0 };
-  }
-  if (w.dtype === 'float16' || w.dtype === 'bfloat16') {
-    const v = values as Uint16Array;
-    const decode = w.dtype === 'float16' ? float16ToFloat32 : bfloat16ToFloat32;
-    for (let i = 0; i < n; i++) magnitude[i] = Math.abs(decode(v[i]!));
-    return { magnitude, zeroValue: () => 0 };
-  }
-  const v = values as Int8Array | Uint8Array;
-  const q = w.quantization;
-  const zp = q?.zeroPoint ? Array.from(q.zeroPoint as ArrayLike<number | bigint>, Number) : [0];
-  const scale = q?.scale ? Array.from(q.scale) : [1];
-  const axis = q?.axis;
-  let inner = 1;
-  if (axis !== undefined) for (let d = axis + 1; d < w.shape.length; d++) inner *= w.shape[d]!;
-  const channels = axis !== undefined ? w.shape[axis]! : 1;
-  const channelOf = (i: number) => (axis !== undefined && zp.length > 1 ? Math.floor(i / inner) % channels : 0);
-  for (let i = 0; i < n; i++) {
-    const c = channelOf(i);
-    magnitude[i] = Math.abs(v[i]! - (zp[c] ?? zp[0]!)) * Math.abs(scale[c] ?? scale[0] ?? 1);
-  }
-  return { magnitude, zeroValue: (i) => zp[channelOf(i)] ?? zp[0]! };
+  const magnitude = new Float64Array(elementCount(w.shape));
+  magnitudeFill(w, dense)!(0, magnitude);
+  if (w.dtype !== 'int8' && w.dtype !== 'uint8') return { magnitude, zeroValue: () => 0 };
+  const q = quantizedLayout(w);
+  return { magnitude, zeroValue: (i) => q.zeroPoints[q.channelOf(i)] ?? q.zeroPoints[0]! };
 }
 
 /** Indices of the `k` smallest scores, ties by position (stable). */

@@ -5,7 +5,7 @@
  * render-*.ts. What is exact and what is estimated is listed in docs/audit.md.
  */
 import { describeConsumer } from '../inspect.js';
-import { elementCount, float16ToFloat32, bfloat16ToFloat32, typedView } from '../model/dtype.js';
+import { elementCount, typedView } from '../model/dtype.js';
 import type { Model, WeightTensor } from '../model/types.js';
 import { analyzeZeros, isSparseDType, type DenseWeight, type ZeroAnalysis } from '../sparsity/analysis.js';
 import { crc32, encodeSparse, sparseEncodedSize, type DeflateLevel, type SparseCodec } from '../sparsity/codecs.js';
@@ -17,6 +17,7 @@ import {
 } from './report.js';
 import { auditTargets, targetsOf, type FormatTargets, type TargetOutput } from './targets.js';
 import { zeroPatternOf } from './zero-pattern.js';
+import { magnitudeFill } from '../model/magnitude.js';
 
 export const TOOL_VERSION = '0.1.0';
 
@@ -427,75 +428,13 @@ function analyzeWeight(model: Model, weight: WeightTensor, index: number): WorkI
 }
 
 /**
- * |value| per element as `prune` measures it (src/prune.ts), one matrix row at a time: floats
- * decoded, int8/uint8 dequantized (per channel when there is one zero point per channel). Fills
- * `out` with the magnitudes of elements [start, start + out.length). Null for other dtypes.
- */
-type RowMagnitudes = (start: number, out: Float64Array) => void;
-
-let halfTable: Float64Array | null = null;
-let bhalfTable: Float64Array | null = null;
-
-/** |value| of every 16-bit pattern, built once per process. */
-function magnitudeTable16(decode: (h: number) => number): Float64Array {
-  const t = new Float64Array(65536);
-  for (let h = 0; h < 65536; h++) t[h] = Math.abs(decode(h));
-  return t;
-}
-
-function rowMagnitudes(weight: WeightTensor, bytes: Uint8Array): RowMagnitudes | null {
-  const v = typedView(weight.dtype, bytes);
-  if (!v) return null;
-  switch (weight.dtype) {
-    case 'float32': {
-      const a = v as Float32Array;
-      return (start, out) => { for (let k = 0; k < out.length; k++) out[k] = Math.abs(a[start + k]!); };
-    }
-    case 'float16': case 'bfloat16': {
-      const table = weight.dtype === 'float16' ? (halfTable ??= magnitudeTable16(float16ToFloat32)) : (bhalfTable ??= magnitudeTable16(bfloat16ToFloat32));
-      const a = v as Uint16Array;
-      return (start, out) => { for (let k = 0; k < out.length; k++) out[k] = table[a[start + k]!]!; };
-    }
-    case 'int8': case 'uint8': {
-      const q = weight.quantization;
-      const zp = q?.zeroPoint ? Array.from(q.zeroPoint as ArrayLike<number | bigint>, Number) : [0];
-      const scale = q?.scale ? Array.from(q.scale) : [1];
-      const axis = q?.axis;
-      let inner = 1;
-      if (axis !== undefined) for (let d = axis + 1; d < weight.shape.length; d++) inner *= weight.shape[d]!;
-      const channels = axis !== undefined ? weight.shape[axis]! : 1;
-      const perChannel = axis !== undefined && zp.length > 1;
-      // One 256-entry table per channel: |stored - zero point| x |scale|.
-      const signed = weight.dtype === 'int8';
-      const tables = Array.from({ length: perChannel ? channels : 1 }, (_, c) => {
-        const t = new Float64Array(256);
-        const z = zp[c] ?? zp[0]!;
-        const sc = Math.abs(scale[c] ?? scale[0] ?? 1);
-        for (let b = 0; b < 256; b++) t[b] = Math.abs((signed ? (b << 24) >> 24 : b) - z) * sc;
-        return t;
-      });
-      const a = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      return (start, out) => {
-        if (!perChannel) {
-          const t = tables[0]!;
-          for (let k = 0; k < out.length; k++) out[k] = t[a[start + k]!]!;
-          return;
-        }
-        for (let k = 0; k < out.length; k++) out[k] = tables[Math.floor((start + k) / inner) % channels]![a[start + k]!]!;
-      };
-    }
-    default: return null;
-  }
-}
-
-/**
  * What `prune --block RxC --sparsity s` would do to this weight, without doing it: the same
  * block norms (L1 of |value| in flat order, over the [dim 0, rest] matrix), the same choice (the
  * round(blocks * s) smallest norms, ties by position), counted instead of applied.
  */
 export function blockPruneCost(weight: WeightTensor, dense: Uint8Array, block: readonly [number, number], sparsity: number):
   { extraZeros: number; zerosBefore: number; l1Removed: number; l1Total: number } | null {
-  const magnitudes = rowMagnitudes(weight, dense);
+  const magnitudes = magnitudeFill(weight, dense);
   if (!magnitudes || weight.shape.length === 0) return null;
   const n = elementCount(weight.shape);
   const rows = weight.shape[0]!;

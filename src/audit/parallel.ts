@@ -5,9 +5,9 @@
  * work is the same function as on one thread (`streamWeight`), so the report is identical to a
  * single-threaded streaming audit. Node-only.
  */
-import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { openModel } from '../index.js';
+import { defaultJobs } from '../parallel/pool.js';
 import { PrunepackError, type ErrorCode } from '../errors.js';
 import type { Model } from '../model/types.js';
 import { auditModel, type AuditOptions, type StreamedWeight } from './audit.js';
@@ -29,10 +29,6 @@ export interface WorkerTask {
 /** Stored bytes below which worker threads cost more than they save. */
 export const PARALLEL_MIN_BYTES = 32 * 1024 * 1024;
 
-/** Default number of threads: one per core. */
-export function defaultJobs(): number {
-  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
-}
 
 /** Splits weight indices into `jobs` lists of about equal stored bytes (largest first, to the lightest list). */
 export function shareWeights(model: Model, jobs: number): number[][] {

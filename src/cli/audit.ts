@@ -7,7 +7,7 @@ import { checkBudgets } from '../audit/budget.js';
 import { renderAuditHtml } from '../audit/render-html.js';
 import { renderAuditText } from '../audit/render-text.js';
 import type { GzipLevel } from '../audit/gzip.js';
-import { parseOptions } from './args.js';
+import { parseJobs, parseOptions } from './args.js';
 import { createProgress } from './progress.js';
 
 export const AUDIT_HELP = `Usage: prunepack audit MODEL [--json] [--html REPORT.html] [--top N] [budgets]
@@ -80,7 +80,7 @@ export async function runAudit(args: string[]): Promise<number> {
     throw new PrunepackError('INVALID_ARGUMENT', '--target names the target of a budget', { hint: 'Add --max-bytes N or --min-ratio R' });
   }
   const file = positionals[0]!;
-  const jobs = parseNumber('--jobs', values.jobs, (n) => Number.isInteger(n) && n >= 1 && n <= 256, 'a whole number from 1 to 256');
+  const jobs = parseJobs(values.jobs);
   if (values.stream && values['no-stream']) throw new PrunepackError('INVALID_ARGUMENT', '--stream and --no-stream contradict each other', { hint: 'Pass one of them' });
   const budgeted = maxBytes !== undefined || minRatio !== undefined;
   if (values.stream && budgeted) {

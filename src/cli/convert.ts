@@ -1,6 +1,6 @@
 import path from 'node:path';
 import fs from 'node:fs';
-import { parseOptions } from './args.js';
+import { parseJobs, parseOptions } from './args.js';
 import { Gzip, gzipSync } from 'fflate';
 import { openModel, readModel, writeModel } from '../index.js';
 import { PrunepackError } from '../errors.js';
@@ -100,10 +100,7 @@ export async function runConvert(args: string[]): Promise<number> {
   if (sparseOptionsGiven && target !== 'tflite-sparse') {
     throw new PrunepackError('INVALID_ARGUMENT', '--min-sparsity, --block, --keep-dense, --optimize, --runtime and --jobs apply to one target only', { expected: '--to tflite-sparse', found: `--to ${target}` });
   }
-  const jobs = values.jobs === undefined ? defaultJobs() : Number(values.jobs);
-  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) {
-    throw new PrunepackError('INVALID_ARGUMENT', 'invalid --jobs', { expected: 'an integer from 1 to 256', found: values.jobs });
-  }
+  const jobs = parseJobs(values.jobs) ?? defaultJobs();
   const { optimize, runtime: tunedFor } = parseLatencyOptions(values.optimize, values.runtime);
   let minSparsity = 0.3;
   if (values['min-sparsity'] !== undefined) {
