@@ -14,19 +14,16 @@
 import type * as FS from 'node:fs';
 import type * as Path from 'node:path';
 import { PrunepackError } from '../../src/errors.js';
+import { nodeBuiltins } from '../../src/io/node-builtins.js';
 
 /**
  * node:fs and node:path, loaded only when a model really uses external data, so importing the
  * ONNX plugin stays free of Node built-ins (browser bundles).
  */
 function node(): { fs: typeof FS; path: typeof Path } {
-  const get = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
-  if (!get) {
-    throw new PrunepackError('UNSUPPORTED', 'external data files can only be read in Node.js (20.16 or later)', {
-      format: 'onnx', hint: 'Embed the weights in the model (prunepack convert --to onnx in Node), or read it in Node',
-    });
-  }
-  return { fs: get('node:fs') as typeof FS, path: get('node:path') as typeof Path };
+  return nodeBuiltins(() => new PrunepackError('UNSUPPORTED', 'external data files can only be read in Node.js (20.16 or later)', {
+    format: 'onnx', hint: 'Embed the weights in the model (prunepack convert --to onnx in Node), or read it in Node',
+  }));
 }
 
 export interface ExternalDataRef {

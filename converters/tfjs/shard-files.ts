@@ -11,19 +11,16 @@
 import type * as FS from 'node:fs';
 import type * as Path from 'node:path';
 import { PrunepackError } from '../../src/errors.js';
+import { nodeBuiltins } from '../../src/io/node-builtins.js';
 import { checkShardPath } from './paths.js';
 
 /** Largest shard read into one buffer. */
 const MAX_SHARD_BYTES = 2 ** 31 - 1;
 
 function node(): { fs: typeof FS; path: typeof Path } {
-  const get = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
-  if (!get) {
-    throw new PrunepackError('UNSUPPORTED', 'weight shards can only be read from files in Node.js (20.16 or later)', {
-      format: 'tfjs', hint: 'In a browser, load the model with the prunepack/tfjs IOHandler (fetch)',
-    });
-  }
-  return { fs: get('node:fs') as typeof FS, path: get('node:path') as typeof Path };
+  return nodeBuiltins(() => new PrunepackError('UNSUPPORTED', 'weight shards can only be read from files in Node.js (20.16 or later)', {
+    format: 'tfjs', hint: 'In a browser, load the model with the prunepack/tfjs IOHandler (fetch)',
+  }));
 }
 
 function unsafe(what: string, where: string, found: string): PrunepackError {
