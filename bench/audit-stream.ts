@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { auditFileStreaming } from '../src/audit/parallel.js';
 import { defaultJobs } from '../src/parallel/pool.js';
+import { bestOf } from './timing.js';
 import { generateTfliteModel } from './tflite-io.js';
 
 const MB = 1024 * 1024;
@@ -39,16 +40,6 @@ export async function streamingAudit(file: string, jobs: number): Promise<{ zero
   return { zeros: report.totals.zeros, largestWeight, weights: report.weights.length };
 }
 
-async function best(repeats: number, fn: () => unknown): Promise<number> {
-  let min = Infinity;
-  for (let i = 0; i < repeats; i++) {
-    const t0 = performance.now();
-    await fn();
-    min = Math.min(min, performance.now() - t0);
-  }
-  return min;
-}
-
 /** Child entry: `node audit-stream.js --child FILE JOBS` prints the audit's peak RSS (worker threads included). */
 async function child(file: string, jobs: number): Promise<void> {
   const r = await streamingAudit(file, jobs);
@@ -74,10 +65,10 @@ export async function benchAuditStream(file: string, sizeBytes: number, repeats 
   const maxRssOne = jobs === 1 ? maxRss : rssOf(1).maxRss;
   readOnce(file); // warm the page cache for both
   // Interleaved: the baseline before and after the audits, the best of each.
-  let readMs = await best(repeats, () => readOnce(file));
-  const oneMs = await best(repeats, () => streamingAudit(file, 1));
-  const auditMs = await best(repeats, () => streamingAudit(file, jobs));
-  readMs = Math.min(readMs, await best(repeats, () => readOnce(file)));
+  let readMs = await bestOf(repeats, () => readOnce(file));
+  const oneMs = await bestOf(repeats, () => streamingAudit(file, 1));
+  const auditMs = await bestOf(repeats, () => streamingAudit(file, jobs));
+  readMs = Math.min(readMs, await bestOf(repeats, () => readOnce(file)));
   const bound = 1.5 * largestWeight + 200 * MB;
   return [
     { benchmark: name, metric: 'model bytes', value: size },

@@ -22,6 +22,7 @@ import { sparsifyTfliteAsync } from '../converters/tflite/sparse-write.js';
 import { readModelSource, writeFileAtomic } from '../src/io/files.js';
 import { RUNTIME_CHECK_MAX_BYTES } from '../src/cli/convert.js';
 import { mulberry32 } from '../src/random.js';
+import { bestOf } from './timing.js';
 
 export interface Row { benchmark: string; metric: string; value: number; target?: string }
 
@@ -55,18 +56,6 @@ export function generateSparseFcModel(file: string, sizeBytes: number, options: 
   const layout = layoutTflite(g.finish([input], [x], 'prunepack convert benchmark model (synthetic, 80% zeros)'), { forceOffsetBuffers: options.offsetBuffers });
   writeFileAtomic(file, layout.totalSize, [{ position: 0, bytes: layout.head }, ...layout.pieces]);
   return layout.totalSize;
-}
-
-function bestOf(repeats: number, fn: () => Promise<void> | void): Promise<number> {
-  return (async () => {
-    let best = Infinity;
-    for (let i = 0; i < repeats; i++) {
-      const t0 = performance.now();
-      await fn();
-      best = Math.min(best, performance.now() - t0);
-    }
-    return best;
-  })();
 }
 
 /** `prunepack convert ...` in this process, its summary printed to nowhere. */

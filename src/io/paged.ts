@@ -53,13 +53,6 @@ export class PagedFile {
     return out;
   }
 
-  /** Number of pages of the image filled so far. */
-  get pagesLoaded(): number {
-    let n = 0;
-    for (let p = 0; p < this.loaded.length; p++) n += this.loaded[p]!;
-    return n;
-  }
-
   close(): void {
     try { fs.closeSync(this.fd); } catch { /* already closed */ }
   }
