@@ -301,6 +301,28 @@ function fatalLines(lines: readonly string[]): string[] {
 const NOISE = [/NPU accelerator could not be loaded/];
 
 /** Captured runtime stdout/stderr; bounded, with marks so an operation can read its own lines. */
+/**
+ * After a WASM abort an engine instance is unusable: the error says so, the instance is dropped
+ * from the cache (`forget`) and every later call on it is refused.
+ */
+class AbortGuard {
+  broken: unknown;
+  constructor(private readonly engine: EngineName, private readonly log: RuntimeLog, private readonly forget: () => void) {}
+
+  fail(what: string, cause: unknown, mark: number): PrunepackError {
+    if (isAbort(cause)) {
+      this.broken = cause;
+      this.forget();
+    }
+    return runtimeError(this.engine, what, cause, this.log.since(mark),
+      this.broken ? 'The runtime aborted; call loadTfliteRuntime() again for a fresh instance' : undefined);
+  }
+
+  ensureUsable(): void {
+    if (this.broken) throw runtimeError(this.engine, 'this runtime instance aborted earlier and cannot be used', this.broken, []);
+  }
+}
+
 class RuntimeLog {
   private lines: string[] = [];
   private base = 0;
@@ -469,18 +491,9 @@ async function initLiteRt(): Promise<TfliteEngine> {
   } catch (cause) {
     throw runtimeError('litert', 'could not create the LiteRT environment', cause, log.since(0));
   }
-  let broken: unknown;
-  const fail = (what: string, cause: unknown, mark: number): PrunepackError => {
-    if (isAbort(cause)) {
-      broken = cause;
-      forgetEngine(engine);
-    }
-    return runtimeError('litert', what, cause, log.since(mark),
-      broken ? 'The runtime aborted; call loadTfliteRuntime() again for a fresh instance' : undefined);
-  };
-  const ensureUsable = () => {
-    if (broken) throw runtimeError('litert', 'this runtime instance aborted earlier and cannot be used', broken, []);
-  };
+  const guard = new AbortGuard('litert', log, () => forgetEngine(engine));
+  const fail = (what: string, cause: unknown, mark: number): PrunepackError => guard.fail(what, cause, mark);
+  const ensureUsable = () => guard.ensureUsable();
 
   const engine: TfliteEngine = {
     name: 'litert',
@@ -544,7 +557,7 @@ async function initLiteRt(): Promise<TfliteEngine> {
         for (const spec of inputs) elementCountOf(spec); // rejects dynamic input shapes now
       } catch (e) {
         // after an abort the module's memory is unusable: drop it rather than call into it
-        if (!broken && !isAbort(e)) freeAll();
+        if (!guard.broken && !isAbort(e)) freeAll();
         if (e instanceof PrunepackError) throw e;
         throw fail('loading the model failed', e, mark);
       }
@@ -594,7 +607,7 @@ async function initLiteRt(): Promise<TfliteEngine> {
               try { return copyOut(wasm.HEAPU8, src, byteLength, ctor); } finally { buffer.unlock(); }
             });
           } finally {
-            if (!broken) {
+            if (!guard.broken) {
               for (const b of inBuffers) b.delete();
               for (const b of outBuffers) b.delete();
             }
@@ -603,7 +616,7 @@ async function initLiteRt(): Promise<TfliteEngine> {
         dispose() {
           if (disposed) return;
           disposed = true;
-          if (!broken) freeAll();
+          if (!guard.broken) freeAll();
         },
       };
       return session;
@@ -647,18 +660,9 @@ async function initTfjsTflite(): Promise<TfliteEngine> {
   const { module: wasm, initMs, version } = await instantiateEmscripten<TfwModule>(
     'tfjs-tflite', '@tensorflow/tfjs-tflite', 'wasm/tflite_web_api_cc_simd.js', 'wasm/tflite_web_api_cc_simd.wasm', log,
   );
-  let broken: unknown;
-  const fail = (what: string, cause: unknown, mark: number): PrunepackError => {
-    if (isAbort(cause)) {
-      broken = cause;
-      forgetEngine(engine);
-    }
-    return runtimeError('tfjs-tflite', what, cause, log.since(mark),
-      broken ? 'The runtime aborted; call loadTfliteRuntime() again for a fresh instance' : undefined);
-  };
-  const ensureUsable = () => {
-    if (broken) throw runtimeError('tfjs-tflite', 'this runtime instance aborted earlier and cannot be used', broken, []);
-  };
+  const guard = new AbortGuard('tfjs-tflite', log, () => forgetEngine(engine));
+  const fail = (what: string, cause: unknown, mark: number): PrunepackError => guard.fail(what, cause, mark);
+  const ensureUsable = () => guard.ensureUsable();
 
   const engine: TfliteEngine = {
     name: 'tfjs-tflite',
@@ -720,7 +724,7 @@ async function initTfjsTflite(): Promise<TfliteEngine> {
         for (const spec of inputs) elementCountOf(spec);
       } catch (e) {
         // after an abort the module's memory is unusable: drop it rather than call into it
-        if (!broken && !isAbort(e)) freeAll();
+        if (!guard.broken && !isAbort(e)) freeAll();
         if (e instanceof PrunepackError) throw e;
         throw fail('loading the model failed', e, mark);
       }
@@ -760,7 +764,7 @@ async function initTfjsTflite(): Promise<TfliteEngine> {
         dispose() {
           if (disposed) return;
           disposed = true;
-          if (!broken) freeAll();
+          if (!guard.broken) freeAll();
         },
       };
     },
