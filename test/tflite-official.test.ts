@@ -28,7 +28,7 @@ const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a
 describe('against the official converter, same pruned inputs', () => {
   let models: ComparisonModels[] = [];
 
-  test('ours <= the official converter (emulated) for each model, <= 0.9 in total', () => {
+  test('ours (size and balanced) <= the official converter (emulated) for each model, <= 0.9 in total', () => {
     models = officialComparisonModels();
     assert.equal(models.length, 4);
     let ours = 0;
@@ -36,6 +36,7 @@ describe('against the official converter, same pruned inputs', () => {
     for (const m of models) {
       const r = m.row;
       assert.ok(r.ours <= r.emulated, `${r.model}: ours ${r.ours} B > official (emulated) ${r.emulated} B`);
+      assert.ok(r.oursBalanced <= r.emulated, `${r.model}: ours (balanced, the command line's default) ${r.oursBalanced} B > official (emulated) ${r.emulated} B`);
       assert.ok(r.ours >= r.bound * 0.9, `${r.model}: ${r.ours} B below the information bound ${r.bound} B: the bound or the sizes are wrong`);
       ours += r.ours;
       official += r.emulated;
@@ -83,7 +84,7 @@ describe('against the official converter, same pruned inputs', () => {
         }
       };
       const expected = await run(m.dense);
-      for (const [label, side] of [['official (emulated)', m.emulated], ['ours', m.ours]] as const) {
+      for (const [label, side] of [['official (emulated)', m.emulated], ['ours', m.ours], ['ours (balanced)', m.balanced]] as const) {
         const diff = compareOutputs(expected, await run(side.bytes))[0]!;
         if (side.plan.entries.every((e) => e.route !== 'native')) {
           assert.ok(diff.bitIdentical, `${m.model}, ${label} in ${engine}: through DENSIFY only the outputs must be bit-identical (max abs ${diff.maxAbsDiff})`);
