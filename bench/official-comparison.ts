@@ -152,7 +152,8 @@ function lastDimCsr(rank: number): SparseLayout {
  * float32 blocks (1x16 int8) when block sparsity / element sparsity exceeds 0.9 (0.8 int8), else
  * CSR + DENSIFY; everything else stays dense. Index vectors at the official widths (segments by
  * their last value, indices by their maximum: what our encoder does). Written with our writer, so
- * the flatbuffer overhead around the weights is the same as ours.
+ * the flatbuffer overhead around the weights is the same as ours. The plan's entries keep
+ * bytesAfter = bytesBefore (no estimate is made): the written bytes are the measurement.
  */
 export function officialEmulation(dense: TfliteDocument): { bytes: Uint8Array; plan: SparsePlan } {
   const names = dense.model.operatorCodes.map(operatorName);
