@@ -88,11 +88,13 @@ export function layoutTflite(doc: TfliteDocument, options: TfliteWriteOptions = 
   const subgraphs = FbModel.createSubgraphsVector(builder, builder.createObjectOffsetList(m.subgraphs.map(withLeanOperators)));
   const description = m.description !== null ? builder.createString(m.description) : 0;
   const buffers = FbModel.createBuffersVector(builder, bufferTables);
-  const metadataBuffer = FbModel.createMetadataBufferVector(builder, m.metadataBuffer);
-  const metadata = FbModel.createMetadataVector(builder, builder.createObjectOffsetList(m.metadata));
-  const signatureDefs = FbModel.createSignatureDefsVector(builder, builder.createObjectOffsetList(m.signatureDefs));
-  const externalBufferGroups = FbModel.createExternalBufferGroupsVector(builder, builder.createObjectOffsetList(m.externalBufferGroups));
-  const externalBuffers = FbModel.createExternalBuffersVector(builder, builder.createObjectOffsetList(m.externalBuffers));
+  // Empty optional vectors are left out (absent reads as empty), as the official converter does.
+  const metadataBuffer = m.metadataBuffer.length ? FbModel.createMetadataBufferVector(builder, m.metadataBuffer) : 0;
+  const metadata = m.metadata.length ? FbModel.createMetadataVector(builder, builder.createObjectOffsetList(m.metadata)) : 0;
+  const signatureDefs = m.signatureDefs.length ? FbModel.createSignatureDefsVector(builder, builder.createObjectOffsetList(m.signatureDefs)) : 0;
+  const externalBufferGroups = m.externalBufferGroups.length
+    ? FbModel.createExternalBufferGroupsVector(builder, builder.createObjectOffsetList(m.externalBufferGroups)) : 0;
+  const externalBuffers = m.externalBuffers.length ? FbModel.createExternalBuffersVector(builder, builder.createObjectOffsetList(m.externalBuffers)) : 0;
   const root = FbModel.createModel(builder, m.version, operatorCodes, subgraphs, description, buffers, metadataBuffer,
     metadata, signatureDefs, externalBufferGroups, externalBuffers);
   builder.finish(root, 'TFL3');
