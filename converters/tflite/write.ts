@@ -85,7 +85,7 @@ export function layoutTflite(doc: TfliteDocument, options: TfliteWriteOptions = 
 
   const m = doc.model;
   const operatorCodes = FbModel.createOperatorCodesVector(builder, builder.createObjectOffsetList(m.operatorCodes));
-  const subgraphs = FbModel.createSubgraphsVector(builder, builder.createObjectOffsetList(m.subgraphs.map(withLeanOperators)));
+  const subgraphs = FbModel.createSubgraphsVector(builder, builder.createObjectOffsetList(m.subgraphs.map(withLeanTables)));
   const description = m.description !== null ? builder.createString(m.description) : 0;
   const buffers = FbModel.createBuffersVector(builder, bufferTables);
   // Empty optional vectors are left out (absent reads as empty), as the official converter does.
@@ -193,7 +193,7 @@ function packQuantization(builder: flatbuffers.Builder, q: QuantizationParameter
   return QuantizationParameters.createQuantizationParameters(builder, min, max, scale, zeroPoint, q.detailsType, details, q.quantizedDimension);
 }
 
-function withLeanOperators(sg: SubGraphT): SubGraphT {
+function withLeanTables(sg: SubGraphT): SubGraphT {
   const copy = Object.assign(new SubGraphT(), sg);
   copy.operators = sg.operators.map((op) => (op instanceof LeanOperatorT ? op : Object.assign(new LeanOperatorT(), op)));
   copy.tensors = sg.tensors.map((t) => (t instanceof LeanTensorT ? t : Object.assign(new LeanTensorT(), t)));
