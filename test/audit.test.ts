@@ -179,7 +179,7 @@ describe('audit: CNN sample (TFLite)', () => {
 
   it('renders text and HTML', () => {
     const text = renderAuditText(report);
-    assert.match(text, /tflite-sparse\s+141,520/);
+    assert.match(text, /tflite-sparse\s+141,088/);
     assert.match(text, /FULLY_CONNECTED weights/);
     assert.match(text, /information bound/);
     const html = renderAuditHtml(report);

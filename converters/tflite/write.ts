@@ -15,6 +15,8 @@ import { Buffer as FbBuffer } from '../../schemas/generated/tflite/tflite/buffer
 import { Model as FbModel } from '../../schemas/generated/tflite/tflite/model.js';
 import { Operator, OperatorT } from '../../schemas/generated/tflite/tflite/operator.js';
 import { SubGraphT } from '../../schemas/generated/tflite/tflite/sub-graph.js';
+import { Tensor, TensorT } from '../../schemas/generated/tflite/tflite/tensor.js';
+import { QuantizationParameters, type QuantizationParametersT } from '../../schemas/generated/tflite/tflite/quantization-parameters.js';
 import { PrunepackError } from '../../src/errors.js';
 import type { TfliteDocument } from './document.js';
 
@@ -83,14 +85,16 @@ export function layoutTflite(doc: TfliteDocument, options: TfliteWriteOptions = 
 
   const m = doc.model;
   const operatorCodes = FbModel.createOperatorCodesVector(builder, builder.createObjectOffsetList(m.operatorCodes));
-  const subgraphs = FbModel.createSubgraphsVector(builder, builder.createObjectOffsetList(m.subgraphs.map(withLeanOperators)));
+  const subgraphs = FbModel.createSubgraphsVector(builder, builder.createObjectOffsetList(m.subgraphs.map(withLeanTables)));
   const description = m.description !== null ? builder.createString(m.description) : 0;
   const buffers = FbModel.createBuffersVector(builder, bufferTables);
-  const metadataBuffer = FbModel.createMetadataBufferVector(builder, m.metadataBuffer);
-  const metadata = FbModel.createMetadataVector(builder, builder.createObjectOffsetList(m.metadata));
-  const signatureDefs = FbModel.createSignatureDefsVector(builder, builder.createObjectOffsetList(m.signatureDefs));
-  const externalBufferGroups = FbModel.createExternalBufferGroupsVector(builder, builder.createObjectOffsetList(m.externalBufferGroups));
-  const externalBuffers = FbModel.createExternalBuffersVector(builder, builder.createObjectOffsetList(m.externalBuffers));
+  // Empty optional vectors are left out (absent reads as empty), as the official converter does.
+  const metadataBuffer = m.metadataBuffer.length ? FbModel.createMetadataBufferVector(builder, m.metadataBuffer) : 0;
+  const metadata = m.metadata.length ? FbModel.createMetadataVector(builder, builder.createObjectOffsetList(m.metadata)) : 0;
+  const signatureDefs = m.signatureDefs.length ? FbModel.createSignatureDefsVector(builder, builder.createObjectOffsetList(m.signatureDefs)) : 0;
+  const externalBufferGroups = m.externalBufferGroups.length
+    ? FbModel.createExternalBufferGroupsVector(builder, builder.createObjectOffsetList(m.externalBufferGroups)) : 0;
+  const externalBuffers = m.externalBuffers.length ? FbModel.createExternalBuffersVector(builder, builder.createObjectOffsetList(m.externalBuffers)) : 0;
   const root = FbModel.createModel(builder, m.version, operatorCodes, subgraphs, description, buffers, metadataBuffer,
     metadata, signatureDefs, externalBufferGroups, externalBuffers);
   builder.finish(root, 'TFL3');
@@ -149,8 +153,49 @@ class LeanOperatorT extends OperatorT {
   }
 }
 
-function withLeanOperators(sg: SubGraphT): SubGraphT {
+/**
+ * TensorT whose pack leaves out empty shape_signature and variant_tensors vectors, and empty
+ * min / max / scale / zero_point vectors of its quantization table (the generated pack always
+ * writes them: about 60 bytes per tensor that the official converter does not write; TFLite reads
+ * an absent vector as an empty one). Fields are added in the generated pack's order.
+ */
+class LeanTensorT extends TensorT {
+  override pack(builder: flatbuffers.Builder): flatbuffers.Offset {
+    const shape = Tensor.createShapeVector(builder, this.shape);
+    const name = this.name !== null ? builder.createString(this.name) : 0;
+    const quantization = this.quantization !== null ? packQuantization(builder, this.quantization) : 0;
+    const sparsity = this.sparsity !== null ? this.sparsity.pack(builder) : 0;
+    const shapeSignature = this.shapeSignature.length ? Tensor.createShapeSignatureVector(builder, this.shapeSignature) : 0;
+    const variantTensors = this.variantTensors.length
+      ? Tensor.createVariantTensorsVector(builder, builder.createObjectOffsetList(this.variantTensors)) : 0;
+    Tensor.startTensor(builder);
+    Tensor.addShape(builder, shape);
+    Tensor.addType(builder, this.type);
+    Tensor.addBuffer(builder, this.buffer);
+    Tensor.addName(builder, name);
+    Tensor.addQuantization(builder, quantization);
+    Tensor.addIsVariable(builder, this.isVariable);
+    Tensor.addSparsity(builder, sparsity);
+    Tensor.addShapeSignature(builder, shapeSignature);
+    Tensor.addHasRank(builder, this.hasRank);
+    Tensor.addVariantTensors(builder, variantTensors);
+    Tensor.addExternalBuffer(builder, this.externalBuffer);
+    return Tensor.endTensor(builder);
+  }
+}
+
+function packQuantization(builder: flatbuffers.Builder, q: QuantizationParametersT): flatbuffers.Offset {
+  const min = q.min.length ? QuantizationParameters.createMinVector(builder, q.min) : 0;
+  const max = q.max.length ? QuantizationParameters.createMaxVector(builder, q.max) : 0;
+  const scale = q.scale.length ? QuantizationParameters.createScaleVector(builder, q.scale) : 0;
+  const zeroPoint = q.zeroPoint.length ? QuantizationParameters.createZeroPointVector(builder, q.zeroPoint) : 0;
+  const details = builder.createObjectOffset(q.details);
+  return QuantizationParameters.createQuantizationParameters(builder, min, max, scale, zeroPoint, q.detailsType, details, q.quantizedDimension);
+}
+
+function withLeanTables(sg: SubGraphT): SubGraphT {
   const copy = Object.assign(new SubGraphT(), sg);
   copy.operators = sg.operators.map((op) => (op instanceof LeanOperatorT ? op : Object.assign(new LeanOperatorT(), op)));
+  copy.tensors = sg.tensors.map((t) => (t instanceof LeanTensorT ? t : Object.assign(new LeanTensorT(), t)));
   return copy;
 }
