@@ -8,6 +8,7 @@ import { inflateSync } from 'fflate';
 import { PrunepackError } from '../errors.js';
 import { rangeDecodeBytes } from './range-coder.js';
 import { ByteReader } from './varint.js';
+import type { RawInflate } from '../../converters/tfjs/sparse-decode.js';
 
 export const CODING_STORED = 0;
 export const CODING_DEFLATE = 1;
@@ -29,26 +30,30 @@ export interface PoolTarget {
 }
 
 /** Raw DEFLATE that must inflate to exactly `raw` bytes (one spare byte shows an over-long stream). */
-export function inflateExact(stored: Uint8Array, raw: number, where: string): Uint8Array {
-  const out = new Uint8Array(raw + 1);
-  let got: Uint8Array;
+export function inflateExact(stored: Uint8Array, raw: number, where: string, inflate?: RawInflate): Uint8Array {
+  let got: Uint8Array | null = null;
   try {
-    got = inflateSync(stored, { out });
+    got = inflate ? inflate(stored, raw) : null;
+    if (got) {
+      if (got.length === raw) return got;
+    } else {
+      const out = new Uint8Array(raw + 1);
+      got = inflateSync(stored, { out });
+      if (got.length === raw) return out.subarray(0, raw);
+    }
   } catch (e) {
     throw new PrunepackError('CORRUPT', `${where} is not valid DEFLATE data (${(e as Error).message})`, {
       format: 'prunepack pack', location: where, expected: 'a raw DEFLATE stream', found: `${stored.length} undecodable bytes`, cause: e,
     });
   }
-  if (got.length !== raw) {
-    throw new PrunepackError('CORRUPT', `${where} inflates to the wrong length`, {
-      format: 'prunepack pack', location: where, expected: `${raw} bytes`, found: got.length > raw ? `more than ${raw}` : `${got.length}`,
-    });
-  }
-  return out.subarray(0, raw);
+  const length = got?.length ?? 0;
+  throw new PrunepackError('CORRUPT', `${where} inflates to the wrong length`, {
+    format: 'prunepack pack', location: where, expected: `${raw} bytes`, found: length > raw ? `more than ${raw}` : `${length}`,
+  });
 }
 
 /** Reads one stream record (coding, raw length, stored length, payload) and decodes it. */
-function readStream(reader: ByteReader, expectedRaw: number | null, maxRaw: number, previous: Uint8Array | null, name: string): Uint8Array {
+function readStream(reader: ByteReader, expectedRaw: number | null, maxRaw: number, previous: Uint8Array | null, name: string, inflate?: RawInflate): Uint8Array {
   const coding = reader.u8();
   const raw = reader.varint();
   const stored = reader.varint();
@@ -62,7 +67,7 @@ function readStream(reader: ByteReader, expectedRaw: number | null, maxRaw: numb
       if (stored !== raw) throw reader.fail(`${name} stream is stored, so its two lengths must agree`, String(raw), String(stored));
       return payload;
     case CODING_DEFLATE:
-      return inflateExact(payload, raw, where);
+      return inflateExact(payload, raw, where, inflate);
     case CODING_RANGE:
     case CODING_RANGE_CONTEXT: {
       const context = coding === CODING_RANGE_CONTEXT ? previous : null;
@@ -85,10 +90,10 @@ const POPCOUNT = (() => {
 })();
 
 /** Decodes a pool section into its targets (in index order). Throws CORRUPT on any inconsistency. */
-export function decodePool(section: Uint8Array, targets: readonly PoolTarget[]): void {
+export function decodePool(section: Uint8Array, targets: readonly PoolTarget[], inflate?: RawInflate): void {
   const reader = new ByteReader(section, 'pool');
   const maxModes = targets.reduce((n, t) => n + 1 + t.width, 0);
-  const modes = new ByteReader(readStream(reader, null, maxModes, null, 'modes'), 'pool modes');
+  const modes = new ByteReader(readStream(reader, null, maxModes, null, 'modes', inflate), 'pool modes');
   // Modes, fill elements and mask lengths.
   const mode: number[] = [];
   const fills: (Uint8Array | null)[] = [];
@@ -101,7 +106,7 @@ export function decodePool(section: Uint8Array, targets: readonly PoolTarget[]):
     if (m !== MODE_DENSE) maskBytes += Math.ceil(t.out.length / t.width / 8);
   }
   if (modes.remaining !== 0) throw modes.fail('has trailing bytes', '0', String(modes.remaining));
-  const mask = readStream(reader, maskBytes, maskBytes, null, 'mask');
+  const mask = readStream(reader, maskBytes, maskBytes, null, 'mask', inflate);
   // Value counts per width.
   const counts = new Map<number, number>();
   let maskAt = 0;
@@ -124,7 +129,7 @@ export function decodePool(section: Uint8Array, targets: readonly PoolTarget[]):
     const list: Uint8Array[] = [];
     let previous: Uint8Array | null = null;
     for (let j = w - 1; j >= 0; j--) {
-      previous = readStream(reader, count, count, previous, `width ${w} plane ${j}`);
+      previous = readStream(reader, count, count, previous, `width ${w} plane ${j}`, inflate);
       list[j] = previous;
     }
     planes.set(w, list);
