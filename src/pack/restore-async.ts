@@ -134,10 +134,10 @@ export class AsyncPackRestorer {
  * restorePack with the native inflater when the platform has one (same checks, same result),
  * else restorePack itself.
  */
-export async function restorePackAsync(bytes: Uint8Array, options: RestoreOptions = {}): Promise<RestoredPack> {
+export async function restorePackAsync(bytes: Uint8Array, options: RestoreOptions = {}, nativeMinBytes = NATIVE_INFLATE_MIN_BYTES): Promise<RestoredPack> {
   const inflateAsync = options.inflate ? null : nativeInflater();
   if (!inflateAsync) return restorePack(bytes, options);
-  const r = new AsyncPackRestorer(options, inflateAsync, checkWholePack(bytes, options));
+  const r = new AsyncPackRestorer(options, inflateAsync, checkWholePack(bytes, options), nativeMinBytes);
   await r.feed(bytes, bytes.length);
   return r.finish(bytes.length);
 }
