@@ -12,7 +12,8 @@ import { checkWholePack, PACK_HEADER_BYTES, PackRestorer, restorePack, WEIGHT_KI
 /** Streams smaller than this are inflated in JavaScript (measured break-even in Node 20 is ~16 KB). */
 export const NATIVE_INFLATE_MIN_BYTES = 32 * 1024;
 
-type InflateAsync = (stored: Uint8Array, raw: number) => Promise<Uint8Array>;
+/** Inflates into `into` (raw + 1 bytes, reused between weights) or a new buffer. */
+type InflateAsync = (stored: Uint8Array, raw: number, into?: Uint8Array) => Promise<Uint8Array>;
 
 interface DecompressionStreamLike {
   readonly writable: WritableStream<Uint8Array>;
@@ -37,13 +38,13 @@ function decompressionStream(): (new (format: string) => DecompressionStreamLike
 export function nativeInflater(): InflateAsync | null {
   const Ctor = decompressionStream();
   if (!Ctor) return null;
-  return async (stored, raw) => {
+  return async (stored, raw, into) => {
     const ds = new Ctor('deflate-raw');
     const writer = ds.writable.getWriter();
     const reader = ds.readable.getReader();
     const written = writer.write(stored).then(() => writer.close());
     written.catch(() => undefined); // the reader sees the same error
-    const out = new Uint8Array(raw + 1);
+    const out = into && into.length === raw + 1 ? into : new Uint8Array(raw + 1);
     let n = 0;
     for (;;) {
       const { done, value } = await reader.read();
@@ -69,6 +70,8 @@ export class AsyncPackRestorer {
   private next = 0;
   private prefetch: { weight: number; result: Promise<Array<[number, Uint8Array] | null>> } | null = null;
   private buffer: Uint8Array = new Uint8Array(0);
+  /** Inflate buffers of decoded weights, reused for the next ones (fresh pages cost as much as the copy). */
+  private spare: Uint8Array[] = [];
 
   constructor(options: RestoreOptions, private readonly inflateAsync: InflateAsync, dataCrcChecked = false, private readonly minBytes = NATIVE_INFLATE_MIN_BYTES) {
     this.restorer = new PackRestorer({
@@ -87,10 +90,16 @@ export class AsyncPackRestorer {
     const { start, blobEnd } = this.plan![weight]!;
     const base = this.buffer.byteOffset;
     const list = ppspDeflatedStreams(this.buffer.subarray(start, blobEnd)).filter((s) => s.stored.length >= this.minBytes);
-    return Promise.all(list.map((s) => this.inflateAsync(s.stored, s.raw).then(
+    return Promise.all(list.map((s) => this.inflateAsync(s.stored, s.raw, this.spareOf(s.raw + 1)).then(
       (bytes): [number, Uint8Array] => [s.stored.byteOffset - base, bytes],
       () => null, // invalid data: the JavaScript decoder reports it with the weight's name
     )));
+  }
+
+  private spareOf(size: number): Uint8Array | undefined {
+    const i = this.spare.findIndex((b) => b.length >= size);
+    if (i < 0) return undefined;
+    return this.spare.splice(i, 1)[0]!.subarray(0, size);
   }
 
   /** Decodes what the first `available` bytes of `buffer` allow (see PackRestorer.feed). */
@@ -119,6 +128,7 @@ export class AsyncPackRestorer {
       this.buffer = buffer;
       // Up to the end of this weight's blob and patch: the restorer stops before the next weight.
       this.restorer.feed(buffer, Math.min(available, i + 1 < plan.length ? plan[i + 1]!.start : available));
+      for (const bytes of this.ready.values()) if (this.spare.length < 4) this.spare.push(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset));
       this.ready.clear();
       this.next++;
     }
