@@ -152,14 +152,32 @@ export function decodePool(section: Uint8Array, targets: readonly PoolTarget[], 
       p += n;
     } else {
       const fill = fills[i];
-      if (fill) for (let k = 0; k < n; k++) out.set(fill, k * w);
-      else out.fill(0);
-      for (let k = 0; k < n; k++) {
-        if (((mask[maskAt + (k >>> 3)]! >>> (k & 7)) & 1) === 0) continue;
-        for (let j = 0; j < w; j++) out[k * w + j] = list[j]![p]!;
-        p++;
+      if (fill) {
+        // One element, then doubled until the range is full.
+        out.set(fill, 0);
+        for (let filled = w; filled < out.length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, out.length - filled));
+      } else {
+        out.fill(0);
       }
-      maskAt += Math.ceil(n / 8);
+      // Only the set bits are visited (lowest first); the padding bits were checked to be 0.
+      const bytes = Math.ceil(n / 8);
+      const p0 = list[0]!;
+      const p1 = list[1]!;
+      const p2 = list[2]!;
+      const p3 = list[3]!;
+      for (let b = 0; b < bytes; b++) {
+        let bits = mask[maskAt + b]!;
+        while (bits !== 0) {
+          const low = bits & -bits;
+          bits ^= low;
+          const k = (b << 3) + 31 - Math.clz32(low);
+          if (w === 1) out[k] = p0[p]!;
+          else if (w === 4) { const d = k << 2; out[d] = p0[p]!; out[d + 1] = p1[p]!; out[d + 2] = p2[p]!; out[d + 3] = p3[p]!; }
+          else for (let j = 0; j < w; j++) out[k * w + j] = list[j]![p]!;
+          p++;
+        }
+      }
+      maskAt += bytes;
     }
     cursor.set(w, p);
   });
