@@ -13,7 +13,7 @@
  */
 import { PrunepackError } from '../errors.js';
 import { PackRestorer, PACK_HEADER_BYTES, type RestoredPack, type RestoreOptions } from '../pack/format.js';
-import { AsyncPackRestorer, nativeInflater, restorePackAsync } from '../pack/restore-async.js';
+import { asyncPackRestorer, nativeInflater, restorePackAsync, type PackFeeder } from '../pack/restore-async.js';
 import { decodeTfjsArtifacts, type TfjsLoadHandler, type TfjsModelArtifacts } from '../../converters/tfjs/loader.js';
 import { parseModelJson } from '../../converters/tfjs/manifest.js';
 
@@ -53,7 +53,7 @@ export async function unpack(source: Uint8Array | ArrayBuffer | string | URL, op
   const reader = response.body?.getReader();
   if (!reader) return restorePackAsync(new Uint8Array(await response.arrayBuffer()), options);
   const inflateAsync = options.inflate ? null : nativeInflater();
-  const restorer = inflateAsync ? new AsyncPackRestorer(options, inflateAsync) : new PackRestorer(options);
+  const restorer: PackFeeder = inflateAsync ? asyncPackRestorer(options, inflateAsync) : new PackRestorer(options);
   let buffer = new Uint8Array(64 * 1024);
   let have = 0;
   for (;;) {

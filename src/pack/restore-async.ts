@@ -1,15 +1,15 @@
 /**
  * Restoring with the platform's native raw DEFLATE decoder (`DecompressionStream('deflate-raw')`:
- * browsers, Node >= 18, Deno, Bun; zlib underneath), which is asynchronous. The PPSP streams of
- * the next large weight are inflated while the current one is decoded (at most two weights'
- * streams in memory: weights are still decoded one at a time); small streams, skeletons and the
+ * browsers, Node >= 18, Deno, Bun; zlib underneath), which is asynchronous. The large PPSP streams
+ * of the next weights (up to NATIVE_AHEAD_BYTES inflated) are inflated while the current weight is
+ * decoded; weights are still decoded into the files one at a time. Small streams, skeletons and the
  * pool keep the JavaScript decoders (a stream costs a few promise round trips). Without
  * DecompressionStream this is the synchronous restorer. Browser-safe.
  */
 import { ppspDeflatedStreams } from '../../converters/tfjs/sparse-decode.js';
 import { checkWholePack, PACK_HEADER_BYTES, PackRestorer, restorePack, WEIGHT_KIND_PPSP, type RestoredPack, type RestoreOptions } from './format.js';
 
-/** Streams smaller than this are inflated in JavaScript (measured break-even in Node 20 is ~16 KB). */
+/** Streams smaller than this are inflated in JavaScript (break-even: ~16 KB in Node 20, under 8 KB in Chromium). */
 export const NATIVE_INFLATE_MIN_BYTES = 32 * 1024;
 
 /** Inflates into `into` (raw + 1 bytes, reused between weights) or a new buffer. */
@@ -58,86 +58,99 @@ export function nativeInflater(): InflateAsync | null {
   };
 }
 
+/** The restorer interface the loader drives (PackRestorer, or the one below). */
+export interface PackFeeder {
+  readonly totalBytes: number | undefined;
+  feed(buffer: Uint8Array, available: number): void | Promise<void>;
+  finish(available: number): RestoredPack;
+}
+
 /**
- * A PackRestorer fed asynchronously: each large PPSP weight's deflated streams are inflated
- * natively (the next weight's while the current one is decoded), then handed to the restorer.
+ * Inflated bytes kept ahead of the weight being decoded (always at least the next weight's): the
+ * native decoder works while JavaScript scatters, and in Node its thread-pool round trips overlap.
  */
-export class AsyncPackRestorer {
-  private readonly restorer: PackRestorer;
+export const NATIVE_AHEAD_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A PackRestorer fed asynchronously: the large PPSP streams of the next weights (up to
+ * NATIVE_AHEAD_BYTES inflated) are inflated natively while the current weight is decoded into its
+ * file; then each weight is handed to the restorer with its streams, one at a time.
+ */
+export function asyncPackRestorer(options: RestoreOptions, inflateAsync: InflateAsync, dataCrcChecked = false, minBytes = NATIVE_INFLATE_MIN_BYTES): PackFeeder {
   /** Inflated streams by their offset in the pack, for the weight being decoded. */
-  private readonly ready = new Map<number, Uint8Array>();
-  private plan: { start: number; blobEnd: number; end: number }[] | null = null;
-  private next = 0;
-  private prefetch: { weight: number; result: Promise<Array<[number, Uint8Array] | null>> } | null = null;
-  private buffer: Uint8Array = new Uint8Array(0);
-  /** Inflate buffers of decoded weights, reused for the next ones (fresh pages cost as much as the copy). */
-  private spare: Uint8Array[] = [];
+  const ready = new Map<number, Uint8Array>();
+  /** Inflate buffers of decoded weights, reused (fresh pages cost as much as the copy). */
+  const spare: Uint8Array[] = [];
+  const ahead: { bytes: number; result: Promise<Array<[number, Uint8Array] | null>> }[] = [];
+  let aheadBytes = 0;
+  let buffer: Uint8Array = new Uint8Array(0);
+  let plan: { start: number; blobEnd: number; end: number }[] | null = null;
+  let next = 0;
+  let queued = 0;
+  const restorer = new PackRestorer({
+    ...options,
+    inflate: (stored, raw) => {
+      if (stored.buffer !== buffer.buffer) return null;
+      const got = ready.get(stored.byteOffset - buffer.byteOffset);
+      return got && got.length === raw ? got : null; // else the JavaScript decoder (it reports any error)
+    },
+  }, dataCrcChecked);
 
-  constructor(options: RestoreOptions, private readonly inflateAsync: InflateAsync, dataCrcChecked = false, private readonly minBytes = NATIVE_INFLATE_MIN_BYTES) {
-    this.restorer = new PackRestorer({
-      ...options,
-      inflate: (stored, raw) => {
-        if (stored.buffer !== this.buffer.buffer) return null;
-        const got = this.ready.get(stored.byteOffset - this.buffer.byteOffset);
-        return got && got.length === raw ? got : null; // else the JavaScript decoder (it reports any error)
-      },
-    }, dataCrcChecked);
-  }
+  const spareOf = (size: number): Uint8Array | undefined => {
+    const i = spare.findIndex((b) => b.length >= size);
+    return i < 0 ? undefined : spare.splice(i, 1)[0]!.subarray(0, size);
+  };
+  const startWeight = (weight: number) => {
+    const { start, blobEnd } = plan![weight]!;
+    const base = buffer.byteOffset;
+    const list = ppspDeflatedStreams(buffer.subarray(start, blobEnd)).filter((s) => s.stored.length >= minBytes);
+    const bytes = list.reduce((n, s) => n + s.raw, 0);
+    return {
+      bytes,
+      result: Promise.all(list.map((s) => inflateAsync(s.stored, s.raw, spareOf(s.raw + 1)).then(
+        (out): [number, Uint8Array] => [s.stored.byteOffset - base, out],
+        () => null, // invalid data: the JavaScript decoder reports it with the weight's name
+      ))),
+    };
+  };
 
-  get totalBytes(): number | undefined { return this.restorer.totalBytes; }
-
-  private streamsOf(weight: number): Promise<Array<[number, Uint8Array] | null>> {
-    const { start, blobEnd } = this.plan![weight]!;
-    const base = this.buffer.byteOffset;
-    const list = ppspDeflatedStreams(this.buffer.subarray(start, blobEnd)).filter((s) => s.stored.length >= this.minBytes);
-    return Promise.all(list.map((s) => this.inflateAsync(s.stored, s.raw, this.spareOf(s.raw + 1)).then(
-      (bytes): [number, Uint8Array] => [s.stored.byteOffset - base, bytes],
-      () => null, // invalid data: the JavaScript decoder reports it with the weight's name
-    )));
-  }
-
-  private spareOf(size: number): Uint8Array | undefined {
-    const i = this.spare.findIndex((b) => b.length >= size);
-    if (i < 0) return undefined;
-    return this.spare.splice(i, 1)[0]!.subarray(0, size);
-  }
-
-  /** Decodes what the first `available` bytes of `buffer` allow (see PackRestorer.feed). */
-  async feed(buffer: Uint8Array, available: number): Promise<void> {
-    this.buffer = buffer;
-    if (!this.plan) {
-      // The header, then the index only: the sections are decoded below, weight by weight.
-      this.restorer.feed(buffer, Math.min(available, PACK_HEADER_BYTES));
-      const header = this.restorer.packHeader;
-      if (!header) return;
-      this.restorer.feed(buffer, Math.min(available, header.dataStart));
-      const index = this.restorer.packIndex;
-      if (!index) return;
-      const d = index.header.dataStart;
-      this.plan = index.weights.filter((w) => w.kind === WEIGHT_KIND_PPSP).map((w) => {
-        const start = d + w.dataAt;
-        return { start, blobEnd: start + w.blobLength, end: start + w.blobLength + w.patchLength };
-      });
-    }
-    const plan = this.plan;
-    while (this.next < plan.length && plan[this.next]!.end <= available && !this.restorer.finished) {
-      const i = this.next;
-      const current = this.prefetch?.weight === i ? this.prefetch.result : this.streamsOf(i);
-      this.prefetch = i + 1 < plan.length && plan[i + 1]!.end <= available ? { weight: i + 1, result: this.streamsOf(i + 1) } : null;
-      for (const entry of await current) if (entry) this.ready.set(entry[0], entry[1]);
-      this.buffer = buffer;
-      // Up to the end of this weight's blob and patch: the restorer stops before the next weight.
-      this.restorer.feed(buffer, Math.min(available, i + 1 < plan.length ? plan[i + 1]!.start : available));
-      for (const bytes of this.ready.values()) if (this.spare.length < 4) this.spare.push(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset));
-      this.ready.clear();
-      this.next++;
-    }
-    this.restorer.feed(buffer, available);
-  }
-
-  finish(available: number): RestoredPack {
-    return this.restorer.finish(available);
-  }
+  return {
+    get totalBytes() { return restorer.totalBytes; },
+    finish: (available) => restorer.finish(available),
+    async feed(input, available) {
+      buffer = input;
+      if (!plan) {
+        // The header, then the index only: the sections are decoded below, weight by weight.
+        restorer.feed(input, Math.min(available, PACK_HEADER_BYTES));
+        const header = restorer.packHeader;
+        if (!header) return;
+        restorer.feed(input, Math.min(available, header.dataStart));
+        const index = restorer.packIndex;
+        if (!index) return;
+        plan = index.weights.filter((w) => w.kind === WEIGHT_KIND_PPSP).map((w) => {
+          const start = header.dataStart + w.dataAt;
+          return { start, blobEnd: start + w.blobLength, end: start + w.blobLength + w.patchLength };
+        });
+      }
+      while (next < plan.length && plan[next]!.end <= available && !restorer.finished) {
+        while (queued < plan.length && plan[queued]!.end <= available && (queued === next || aheadBytes < NATIVE_AHEAD_BYTES)) {
+          const started = startWeight(queued++);
+          ahead.push(started);
+          aheadBytes += started.bytes;
+        }
+        const current = ahead.shift()!;
+        for (const entry of await current.result) if (entry) ready.set(entry[0], entry[1]);
+        buffer = input;
+        // Up to the end of this weight's blob and patch: the restorer stops before the next weight.
+        restorer.feed(input, next + 1 < plan.length ? Math.min(available, plan[next + 1]!.start) : available);
+        for (const b of ready.values()) if (spare.length < 8) spare.push(new Uint8Array(b.buffer, b.byteOffset, b.buffer.byteLength - b.byteOffset));
+        ready.clear();
+        aheadBytes -= current.bytes;
+        next++;
+      }
+      restorer.feed(input, available);
+    },
+  };
 }
 
 /**
@@ -147,7 +160,7 @@ export class AsyncPackRestorer {
 export async function restorePackAsync(bytes: Uint8Array, options: RestoreOptions = {}, nativeMinBytes = NATIVE_INFLATE_MIN_BYTES): Promise<RestoredPack> {
   const inflateAsync = options.inflate ? null : nativeInflater();
   if (!inflateAsync) return restorePack(bytes, options);
-  const r = new AsyncPackRestorer(options, inflateAsync, checkWholePack(bytes, options), nativeMinBytes);
+  const r = asyncPackRestorer(options, inflateAsync, checkWholePack(bytes, options), nativeMinBytes);
   await r.feed(bytes, bytes.length);
   return r.finish(bytes.length);
 }
