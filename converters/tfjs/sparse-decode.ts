@@ -94,7 +94,7 @@ export interface PpspDecodeOptions {
   zeroed?: boolean;
   /** The caller checked these exact blob bytes already (a checksum over a larger section): skip the blob's CRC-32. */
   verified?: boolean;
-  inflate?: RawInflate;
+  inflate?: RawInflate | undefined;
 }
 
 /** A stream of the blob, or its inflation (into scratch `slot`) checked to exactly `raw` bytes. */
@@ -127,8 +127,9 @@ function stream(blob: Uint8Array, at: number, stored: number, raw: number, defla
 
 /**
  * The deflated streams of a blob (index and values, where flagged), for a caller that inflates
- * them ahead with another decoder (RawInflate). Reads only what locates them; an inconsistent
- * header gives [] (decodePpspInto reports it).
+ * them ahead with another decoder (RawInflate). Reads only what locates them (the low words of
+ * the u64 lengths); a header whose parts do not add up gives [] (decodePpspInto reports it; the
+ * caller bounds what it inflates).
  */
 export function ppspDeflatedStreams(blob: Uint8Array): { stored: Uint8Array; raw: number }[] {
   const len = blob.length;
@@ -141,7 +142,6 @@ export function ppspDeflatedStreams(blob: Uint8Array): { stored: Uint8Array; raw
     if (at + 8 > len) return [];
     at += 8 + dv.getUint32(at + 4, true) * width;
   }
-  if (dv.getUint32(32, true) !== 0 || dv.getUint32(40, true) !== 0 || dv.getUint32(48, true) !== 0 || dv.getUint32(56, true) !== 0) return [];
   const indexStored = dv.getUint32(28, true);
   const valuesStored = dv.getUint32(44, true);
   if (at + valuesStored + indexStored + CRC !== len) return [];

@@ -333,8 +333,9 @@ function checkCrc(bytes: Uint8Array, expected: number, what: string, where: stri
  * The data CRC is checked once all bytes are present (restorePack checks it before decoding).
  */
 export class PackRestorer {
-  private index: PackIndex | null = null;
-  private header: PackHeader | null = null;
+  /** The parsed index and header, once their bytes have been fed (read-only outside). */
+  index: PackIndex | null = null;
+  header: PackHeader | null = null;
   private out: Uint8Array[] = [];
   private poolDone = false;
   private file = 0;
@@ -342,7 +343,8 @@ export class PackRestorer {
   private skeleton: Uint8Array | null = null;
   private skeletonPos = 0;
   private filePos = 0;
-  private done = false;
+  /** All sections decoded and checked (read-only outside). */
+  done = false;
   /** Every per-section checksum is checked (verify 'full', or finding which section is damaged). */
   private readonly full: boolean;
   /** The running CRC-32 of the data bytes fed so far, up to crcAt (unless the caller checked it). */
@@ -355,15 +357,6 @@ export class PackRestorer {
 
   /** The total pack length, once the header is known. */
   get totalBytes(): number | undefined { return this.header?.totalBytes; }
-
-  /** The parsed header, once its bytes have been fed. */
-  get packHeader(): PackHeader | null { return this.header; }
-
-  /** The parsed index, once its bytes have been fed. */
-  get packIndex(): PackIndex | null { return this.index; }
-
-  /** All sections decoded and checked. */
-  get finished(): boolean { return this.done; }
 
   /** Processes what can be processed with the first `available` bytes of `buffer`. */
   feed(buffer: Uint8Array, available: number): void {
@@ -426,7 +419,7 @@ export class PackRestorer {
           const target = out.subarray(w.offset, w.offset + w.length);
           const where = `weight ${i} of ${f.name}`;
           decodePpspInto(buffer.subarray(start, start + w.blobLength), { dtypeCode: w.dtypeCode, shape: null, elements: w.length / w.elementBytes }, target, where, {
-            zeroed: true, verified: !this.full, ...(this.options.inflate ? { inflate: this.options.inflate } : {}),
+            zeroed: true, verified: !this.full, inflate: this.options.inflate,
           });
           if (w.patchLength > 0) {
             const at = start + w.blobLength;

@@ -20,38 +20,31 @@ interface DecompressionStreamLike {
   readonly readable: ReadableStream<Uint8Array>;
 }
 
-function decompressionStream(): (new (format: string) => DecompressionStreamLike) | null {
-  const ctor = (globalThis as { DecompressionStream?: new (format: string) => DecompressionStreamLike }).DecompressionStream;
-  if (!ctor) return null;
-  try {
-    new ctor('deflate-raw');
-    return ctor;
-  } catch {
-    return null; // an older platform without the raw format
-  }
-}
-
 /**
  * Raw DEFLATE through DecompressionStream into a buffer of raw + 1 bytes (an over-long stream
- * stops at raw + 1 and is reported by the caller's length check). Rejects on invalid data.
+ * stops at raw + 1 and is reported by the caller's length check). Rejects on invalid data. Null
+ * without DecompressionStream or its 'deflate-raw' format (older platforms).
  */
 export function nativeInflater(): InflateAsync | null {
-  const Ctor = decompressionStream();
-  if (!Ctor) return null;
+  const Ctor = (globalThis as { DecompressionStream?: new (format: string) => DecompressionStreamLike }).DecompressionStream;
+  try {
+    if (!Ctor || !new Ctor('deflate-raw')) return null;
+  } catch {
+    return null;
+  }
   return async (stored, raw, into) => {
     const ds = new Ctor('deflate-raw');
     const writer = ds.writable.getWriter();
     const reader = ds.readable.getReader();
-    const written = writer.write(stored).then(() => writer.close());
-    written.catch(() => undefined); // the reader sees the same error
+    writer.write(stored).then(() => writer.close()).catch(() => undefined); // the reader sees the same error
     const out = into && into.length === raw + 1 ? into : new Uint8Array(raw + 1);
     let n = 0;
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      const take = Math.min(value.length, out.length - n);
-      out.set(take === value.length ? value : value.subarray(0, take), n);
-      n += take;
+      const part = value.subarray(0, out.length - n);
+      out.set(part, n);
+      n += part.length;
       if (n > raw) { await reader.cancel(); break; }
     }
     return n === out.length ? out : out.subarray(0, n);
@@ -103,7 +96,8 @@ export function asyncPackRestorer(options: RestoreOptions, inflateAsync: Inflate
   const startWeight = (weight: number) => {
     const { start, blobEnd } = plan![weight]!;
     const base = buffer.byteOffset;
-    const list = ppspDeflatedStreams(buffer.subarray(start, blobEnd)).filter((s) => s.stored.length >= minBytes);
+    // Not before the data CRC is known (streaming): at most the PPSP reader's 1032:1 bound is allocated.
+    const list = ppspDeflatedStreams(buffer.subarray(start, blobEnd)).filter((s) => s.stored.length >= minBytes && s.raw <= s.stored.length * 1032 + 64);
     const bytes = list.reduce((n, s) => n + s.raw, 0);
     return {
       bytes,
@@ -122,17 +116,17 @@ export function asyncPackRestorer(options: RestoreOptions, inflateAsync: Inflate
       if (!plan) {
         // The header, then the index only: the sections are decoded below, weight by weight.
         restorer.feed(input, Math.min(available, PACK_HEADER_BYTES));
-        const header = restorer.packHeader;
+        const header = restorer.header;
         if (!header) return;
         restorer.feed(input, Math.min(available, header.dataStart));
-        const index = restorer.packIndex;
+        const index = restorer.index;
         if (!index) return;
         plan = index.weights.filter((w) => w.kind === WEIGHT_KIND_PPSP).map((w) => {
           const start = header.dataStart + w.dataAt;
           return { start, blobEnd: start + w.blobLength, end: start + w.blobLength + w.patchLength };
         });
       }
-      while (next < plan.length && plan[next]!.end <= available && !restorer.finished) {
+      while (next < plan.length && plan[next]!.end <= available && !restorer.done) {
         while (queued < plan.length && plan[queued]!.end <= available && (queued === next || aheadBytes < NATIVE_AHEAD_BYTES)) {
           const started = startWeight(queued++);
           ahead.push(started);
