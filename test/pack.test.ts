@@ -7,16 +7,16 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { gzipSync } from 'fflate';
+import { deflateSync, gzipSync } from 'fflate';
 import { openModel, pruneModel, writeModel, PrunepackError } from '../src/index.js';
 import { writeOnnxFiles } from '../converters/onnx/files.js';
 import { writeTfjsFiles } from '../converters/tfjs/files.js';
-import { packModelFile, packSize, restorePackNode, unpackToDisk, writePackFile } from '../src/pack/node.js';
+import { nodeInflate, packModelFile, packSize, restorePackNode, unpackToDisk, writePackFile } from '../src/pack/node.js';
 import { restorePack, readPackIndex, PACK_HEADER_BYTES } from '../src/pack/format.js';
 import { crc32 } from '../src/sparsity/codecs.js';
 import { buildPack } from '../src/pack/write.js';
 import { encodePool } from '../src/pack/pool-encode.js';
-import { decodePool } from '../src/pack/pool.js';
+import { decodePool, inflateExact } from '../src/pack/pool.js';
 import { rangeEncodeBytes } from '../src/pack/range-encoder.js';
 import { rangeDecodeBytes } from '../src/pack/range-coder.js';
 import { mulberry32 } from '../src/random.js';
@@ -284,6 +284,14 @@ describe('corrupt packs', () => {
       const dataFlips = 2 * (small.length - dataStart);
       assert.ok(named > dataFlips * 0.9, `${label}: ${named} of ${dataFlips} data flips name their section`);
     }
+  });
+
+  it('an injected inflater (Node zlib) cannot inflate past the declared length, nor accept bad data', () => {
+    const stream = deflateSync(new Uint8Array(1000).fill(7));
+    assert.equal(inflateExact(stream, 1000, 'x', nodeInflate).length, 1000);
+    assert.throws(() => inflateExact(stream, 100, 'x', nodeInflate), (e: unknown) => isCorrupt(e) && /wrong length/.test((e as Error).message) && /more than 100/.test((e as PrunepackError).found ?? ''));
+    assert.throws(() => inflateExact(stream, 1001, 'x', nodeInflate), (e: unknown) => isCorrupt(e) && /wrong length/.test((e as Error).message));
+    assert.throws(() => inflateExact(new Uint8Array([1, 2, 3, 4, 5]), 10, 'x', nodeInflate), (e: unknown) => isCorrupt(e) && /not valid DEFLATE/.test((e as Error).message));
   });
 
   it('a damaged PPSP weight is named in the error', () => {
