@@ -6,10 +6,12 @@
  *   const session = await ort.InferenceSession.create(primary);           // ONNX (inline weights)
  *   const model = await tf.loadGraphModel(packTfjsHandler('/models/model.json.ppak'));
  *
- * Browser-safe and small: its import graph is src/pack/format.ts, the sparse codec
- * (src/sparsity/codecs.ts, analysis.ts), errors.ts, TF.js manifest decoding, and fflate. No node:
- * imports. A URL is fetched as a stream and each section (a file's skeleton, then one weight at a
- * time) is decoded as soon as its bytes have arrived.
+ * Browser-safe and small: its import graph is src/pack/ (format.ts, restore-async.ts, pool.ts,
+ * range-coder.ts, varint.ts), the decode-only PPSP reader (converters/tfjs/sparse-decode.ts,
+ * inflate.ts), errors.ts, TF.js manifest decoding, and fflate. No node: imports. Large streams are
+ * inflated by the platform's DecompressionStream('deflate-raw') where there is one
+ * (src/pack/restore-async.ts). A URL is fetched as a stream and each section (a file's skeleton,
+ * then one weight at a time) is decoded as soon as its bytes have arrived.
  */
 import { PrunepackError } from '../errors.js';
 import { PackRestorer, PACK_HEADER_BYTES, type RestoredPack, type RestoreOptions } from '../pack/format.js';
