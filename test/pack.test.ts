@@ -7,20 +7,23 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { gzipSync } from 'fflate';
+import { deflateSync, gzipSync } from 'fflate';
 import { openModel, pruneModel, writeModel, PrunepackError } from '../src/index.js';
 import { writeOnnxFiles } from '../converters/onnx/files.js';
 import { writeTfjsFiles } from '../converters/tfjs/files.js';
-import { packModelFile, packSize, unpackToDisk, writePackFile } from '../src/pack/node.js';
+import { nodeInflate, packModelFile, packSize, restorePackNode, unpackToDisk, writePackFile } from '../src/pack/node.js';
 import { restorePack, readPackIndex, PACK_HEADER_BYTES } from '../src/pack/format.js';
 import { crc32 } from '../src/sparsity/codecs.js';
 import { buildPack } from '../src/pack/write.js';
 import { encodePool } from '../src/pack/pool-encode.js';
-import { decodePool } from '../src/pack/pool.js';
+import { decodePool, inflateExact } from '../src/pack/pool.js';
 import { rangeEncodeBytes } from '../src/pack/range-encoder.js';
 import { rangeDecodeBytes } from '../src/pack/range-coder.js';
 import { mulberry32 } from '../src/random.js';
 import { unpack, packTfjsHandler } from '../src/loaders/pack.js';
+import { restorePackAsync } from '../src/pack/restore-async.js';
+import { decodePpspInto, PPSP_DTYPE_CODES } from '../converters/tfjs/sparse-decode.js';
+import { decodeSparse, encodeSparse } from '../src/sparsity/codecs.js';
 import { main } from '../src/cli/main.js';
 import { compareOnnxModels } from '../src/verify/onnx-runtime.js';
 import { compareTfjsModels } from '../src/verify/tfjs-runtime.js';
@@ -173,6 +176,61 @@ describe('pack round trip', () => {
   });
 });
 
+/** A fetch whose body arrives in chunks of `chunk` bytes. */
+function chunkedFetch(bytes: Uint8Array, chunk: number) {
+  return async () => ({
+    ok: true, status: 200,
+    body: { getReader() { let at = 0; return { async read() { if (at >= bytes.length) return { done: true }; const value = bytes.subarray(at, at + chunk); at += chunk; return { done: false, value }; } }; } },
+    arrayBuffer: async () => { throw new Error('not used'); },
+  });
+}
+
+describe('restore paths agree (JavaScript inflate, DecompressionStream, Node zlib; bytes and streamed)', () => {
+  it('every path restores the same files as the JavaScript one, for every case', async () => {
+    assert.equal(typeof DecompressionStream, 'function', 'Node >= 18 has DecompressionStream: the native path is what runs here');
+    const noNative = { inflate: () => null };
+    for (const c of cases.filter((x) => / 80%|original|short range/.test(x.label))) {
+      // Small weights as PPSP blobs too (poolWeightBytes 0), so that the blob path runs on every case.
+      for (const options of [{}, { poolWeightBytes: 0, exact: true }]) {
+        const { bytes } = packModelFile(c.modelPath, options);
+        const reference = restorePack(bytes, noNative);
+        const expected = [...reference.files.values()];
+        const same = (r: { files: Map<string, Uint8Array> }, how: string) => {
+          const got = [...r.files.values()];
+          assert.equal(got.length, expected.length, `${c.label} ${how}`);
+          got.forEach((b, i) => assert.ok(Buffer.from(b).equals(Buffer.from(expected[i]!)), `${c.label} ${JSON.stringify(options)} ${how}: file ${i}`));
+        };
+        same(restorePack(bytes, { verify: 'full' }), 'verify full');
+        same(restorePackNode(bytes), 'Node zlib');
+        same(await restorePackAsync(bytes), 'DecompressionStream');
+        // Native threshold 0: DecompressionStream inflates every blob stream of these small models.
+        same(await restorePackAsync(bytes, {}, 0), 'DecompressionStream for every stream');
+        same(await unpack(bytes), 'unpack(bytes)');
+        for (const chunk of [997, 65536]) {
+          same(await unpack('https://example.test/m.ppak', { fetch: chunkedFetch(bytes, chunk) }), `unpack(url), ${chunk}-byte chunks`);
+          same(await unpack('https://example.test/m.ppak', { fetch: chunkedFetch(bytes, chunk), ...noNative }), `unpack(url) without native inflate, ${chunk}-byte chunks`);
+        }
+      }
+    }
+  });
+
+  it('block bitmaps of float32 with shuffled values (r x 1 and r x c blocks) decode as the reference does', () => {
+    const random = mulberry32(0x51ab);
+    for (const [rows, cols] of [[32, 24], [48, 40]] as const) {
+      const values = new Float32Array(rows * cols).map((_, i) => (Math.floor(i / cols) % 4 === 0 || random() < 0.3 ? random() - 0.5 : 0));
+      const weight = { values: new Uint8Array(values.buffer), dtype: 'float32' as const, shape: [rows, cols] };
+      for (const blockShape of [[4, 1], [16, 1], [2, 4], [8, 8]] as Array<[number, number]>) {
+        for (const deflate of [false, true]) {
+          const blob = encodeSparse(weight, { codec: 'bitmap', blockShape, shuffleValues: true, deflateValues: deflate, deflateIndex: deflate });
+          const out = new Uint8Array(rows * cols * 4);
+          decodePpspInto(blob, { dtypeCode: PPSP_DTYPE_CODES.float32!, shape: [rows, cols], elements: rows * cols }, out, 'w', { zeroed: true });
+          assert.ok(Buffer.from(out).equals(Buffer.from(decodeSparse(blob).values)), `[${rows}, ${cols}] blocks ${blockShape} deflate ${deflate}`);
+        }
+      }
+    }
+  });
+});
+
 describe('corrupt packs', () => {
   const fileA = new Uint8Array(3000).map((_, i) => (i * 7) & 0xff);
   const weights = new Float32Array(256).map((_, i) => (i % 3 === 0 ? Math.sin(i) : i % 5 === 0 ? -0 : 0));
@@ -204,16 +262,45 @@ describe('corrupt packs', () => {
     }
   });
 
-  it('every single byte flip (header, index, data) is CORRUPT', () => {
+  it('every single byte flip (header, index, data) is CORRUPT, on every restore path', async () => {
     for (const { label, bytes: small } of packs) {
+      const dataStart = readPackIndex(small).header.dataStart;
+      let named = 0;
       for (let i = 0; i < small.length; i++) {
         for (const mask of [0x01, 0x80]) {
           const b = small.slice();
           b[i]! ^= mask;
-          assert.throws(() => restorePack(b), isCorrupt, `${label}: flip ${mask} at byte ${i}`);
+          let error: unknown;
+          try { restorePack(b); } catch (e) { error = e; }
+          assert.ok(isCorrupt(error), `${label}: flip ${mask} at byte ${i}`);
+          // A damaged data byte is reported by the section it belongs to when that section's own check sees it.
+          if (i >= dataStart && /weight|skeleton|pool|patch/.test(`${(error as PrunepackError).message} ${(error as PrunepackError).location}`)) named++;
+          assert.throws(() => restorePack(b, { verify: 'full' }), isCorrupt, `${label}: verify full, flip ${mask} at byte ${i}`);
+          assert.throws(() => restorePackNode(b), isCorrupt, `${label}: Node zlib, flip ${mask} at byte ${i}`);
+          await assert.rejects(restorePackAsync(b, {}, 0), isCorrupt, `${label}: DecompressionStream, flip ${mask} at byte ${i}`);
+          if (i % 5 === 0) await assert.rejects(unpack('https://example.test/x', { fetch: chunkedFetch(b, 61) }), isCorrupt, `${label}: unpack(url), flip ${mask} at byte ${i}`);
         }
       }
+      const dataFlips = 2 * (small.length - dataStart);
+      assert.ok(named > dataFlips * 0.9, `${label}: ${named} of ${dataFlips} data flips name their section`);
     }
+  });
+
+  it('an injected inflater (Node zlib) cannot inflate past the declared length, nor accept bad data', () => {
+    const stream = deflateSync(new Uint8Array(1000).fill(7));
+    assert.equal(inflateExact(stream, 1000, 'x', nodeInflate).length, 1000);
+    assert.throws(() => inflateExact(stream, 100, 'x', nodeInflate), (e: unknown) => isCorrupt(e) && /wrong length/.test((e as Error).message) && /more than 100/.test((e as PrunepackError).found ?? ''));
+    assert.throws(() => inflateExact(stream, 1001, 'x', nodeInflate), (e: unknown) => isCorrupt(e) && /wrong length/.test((e as Error).message));
+    assert.throws(() => inflateExact(new Uint8Array([1, 2, 3, 4, 5]), 10, 'x', nodeInflate), (e: unknown) => isCorrupt(e) && /not valid DEFLATE/.test((e as Error).message));
+  });
+
+  it('a damaged PPSP weight is named in the error', () => {
+    const { bytes } = packs[1]!;
+    const index = readPackIndex(bytes);
+    const w = index.weights.find((x) => x.file === 1)!;
+    const b = bytes.slice();
+    b[index.header.dataStart + w.dataAt + 70]! ^= 0x20; // inside the blob, past its header
+    assert.throws(() => restorePack(b), (e: unknown) => isCorrupt(e) && /weight 1 of sub\/d\.bin/.test(`${(e as PrunepackError).message} ${(e as PrunepackError).location}`));
   });
 
   it('header and index flips of a real pack are CORRUPT', () => {

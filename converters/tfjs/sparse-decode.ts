@@ -82,12 +82,39 @@ function scratchOf(slot: number, size: number): Uint8Array {
   return grown.subarray(0, size);
 }
 
+/**
+ * Another raw DEFLATE decoder for the blob's streams (a native one: Node's zlib, or streams a
+ * caller inflated ahead with DecompressionStream). Returns the inflated bytes, or null to use the
+ * built-in reader; throws on invalid data. The result's length is checked here.
+ */
+export type RawInflate = (stored: Uint8Array, raw: number) => Uint8Array | null;
+
+export interface PpspDecodeOptions {
+  /** `out` holds zeros already (a fresh buffer), which saves clearing it. */
+  zeroed?: boolean;
+  /** The caller checked these exact blob bytes already (a checksum over a larger section): skip the blob's CRC-32. */
+  verified?: boolean;
+  inflate?: RawInflate | undefined;
+}
+
 /** A stream of the blob, or its inflation (into scratch `slot`) checked to exactly `raw` bytes. */
-function stream(blob: Uint8Array, at: number, stored: number, raw: number, deflated: boolean, slot: number, what: string, where: string): Uint8Array {
+function stream(blob: Uint8Array, at: number, stored: number, raw: number, deflated: boolean, slot: number, what: string, where: string, inflate?: RawInflate): Uint8Array {
   const bytes = blob.subarray(at, at + stored);
   if (!deflated) return bytes;
-  const out = scratchOf(slot, raw + 1); // one spare byte: an over-long stream shows as raw + 1 bytes
   let inflated: number;
+  if (inflate) {
+    let got: Uint8Array | null;
+    try {
+      got = inflate(bytes, raw);
+    } catch (e) {
+      throw corrupt(`${what} is not valid DEFLATE data (${(e as Error).message})`, where, at, 'a raw DEFLATE stream', `${stored} undecodable bytes`, e);
+    }
+    if (got) {
+      if (got.length !== raw) throw corrupt(`${what} inflates to the wrong length`, where, at, `${raw} bytes`, got.length > raw ? `more than ${raw} bytes` : `${got.length} bytes`);
+      return got;
+    }
+  }
+  const out = scratchOf(slot, raw + 1); // one spare byte: an over-long stream shows as raw + 1 bytes
   try {
     inflated = inflateInto(bytes, out);
   } catch (e) {
@@ -99,11 +126,37 @@ function stream(blob: Uint8Array, at: number, stored: number, raw: number, defla
 }
 
 /**
+ * The deflated streams of a blob (index and values, where flagged), for a caller that inflates
+ * them ahead with another decoder (RawInflate). Reads only what locates them (the low words of
+ * the u64 lengths); a header whose parts do not add up gives [] (decodePpspInto reports it; the
+ * caller bounds what it inflates).
+ */
+export function ppspDeflatedStreams(blob: Uint8Array): { stored: Uint8Array; raw: number }[] {
+  const len = blob.length;
+  if (len < HEADER + CRC) return [];
+  const dv = new DataView(blob.buffer, blob.byteOffset, len);
+  const flags = blob[7]!;
+  const width = WIDTHS[blob[6]!] ?? 0;
+  let at = HEADER + 4 * blob[8]!;
+  if (flags & FILL_TABLE) {
+    if (at + 8 > len) return [];
+    at += 8 + dv.getUint32(at + 4, true) * width;
+  }
+  const indexStored = dv.getUint32(28, true);
+  const valuesStored = dv.getUint32(44, true);
+  if (at + valuesStored + indexStored + CRC !== len) return [];
+  const out: { stored: Uint8Array; raw: number }[] = [];
+  if (flags & VALUES_DEFLATE) out.push({ stored: blob.subarray(at, at + valuesStored), raw: dv.getUint32(52, true) });
+  if (flags & INDEX_DEFLATE) out.push({ stored: blob.subarray(at + valuesStored, at + valuesStored + indexStored), raw: dv.getUint32(36, true) });
+  return out;
+}
+
+/**
  * Decodes `blob` into `out` (exactly the dense bytes: elements x element width), checking it
  * against `expect`. `where` names the weight in error messages; `zeroed` says `out` holds zeros
  * already (a fresh buffer), which saves clearing it.
  */
-export function decodePpspInto(blob: Uint8Array, expect: PpspExpectation, out: Uint8Array, where: string, options: { zeroed?: boolean } = {}): void {
+export function decodePpspInto(blob: Uint8Array, expect: PpspExpectation, out: Uint8Array, where: string, options: PpspDecodeOptions = {}): void {
   const len = blob.length;
   if (len < HEADER + CRC) throw corrupt('blob is shorter than the fixed header and checksum', where, len, `>= ${HEADER + CRC} bytes`, `${len} bytes`);
   if (blob[0] !== 0x50 || blob[1] !== 0x50 || blob[2] !== 0x53 || blob[3] !== 0x50) {
@@ -112,7 +165,7 @@ export function decodePpspInto(blob: Uint8Array, expect: PpspExpectation, out: U
   const dv = new DataView(blob.buffer, blob.byteOffset, len);
   const end = len - CRC;
   const storedCrc = dv.getUint32(end, true);
-  const actualCrc = crc32(blob.subarray(0, end));
+  const actualCrc = options.verified ? storedCrc : crc32(blob.subarray(0, end));
   if (storedCrc !== actualCrc) throw corrupt('checksum mismatch', where, end, `CRC-32 0x${actualCrc.toString(16).padStart(8, '0')}`, `0x${storedCrc.toString(16).padStart(8, '0')}`);
   if (blob[4] !== 1) {
     throw new PrunepackError('UNSUPPORTED', `sparse blob version ${blob[4]}`, { format: FORMAT, location: `${where} byte 4`, expected: '1', found: String(blob[4]), hint: 'A newer prunepack wrote it' });
@@ -201,8 +254,8 @@ export function decodePpspInto(blob: Uint8Array, expect: PpspExpectation, out: U
   checkStoredLength(flags & INDEX_DEFLATE, indexStored, indexRaw, 28, 'index', where);
   checkStoredLength(flags & VALUES_DEFLATE, valuesStored, valuesRaw, 44, 'values', where);
 
-  const index = stream(blob, indexAt, indexStored, indexRaw, (flags & INDEX_DEFLATE) !== 0, 0, 'index stream', where);
-  let values = stream(blob, valuesAt, valuesStored, valuesRaw, (flags & VALUES_DEFLATE) !== 0, 1, 'values stream', where);
+  const index = stream(blob, indexAt, indexStored, indexRaw, (flags & INDEX_DEFLATE) !== 0, 0, 'index stream', where, options.inflate);
+  let values = stream(blob, valuesAt, valuesStored, valuesRaw, (flags & VALUES_DEFLATE) !== 0, 1, 'values stream', where, options.inflate);
   const unit = width === 8 ? 4 : width;
   const perElement = width === 8 ? 2 : 1;
   // Decode in place when the caller's buffer is aligned for the element unit, else through a copy.
@@ -215,6 +268,10 @@ export function decodePpspInto(blob: Uint8Array, expect: PpspExpectation, out: U
     // The common case (one bit per element, shuffled values) reads the byte planes directly.
     checkBitmap(index, grid, where);
     expandShuffled(index, values, width, target, grid.blockRows * grid.blockCols);
+  } else if (flags & VALUES_SHUFFLE && !bcsr && outer === 1 && width === 4) {
+    // Blocks of float32 (or 32-bit) values: the byte planes straight into the blocks.
+    checkBitmap(index, grid, where);
+    expandShuffledBlocks(index, values, target, grid);
   } else {
     if (flags & VALUES_SHUFFLE) values = unshuffle(values, width);
     if (values.byteOffset % unit !== 0) values = values.slice();
@@ -401,6 +458,42 @@ function expandShuffled(bits: Uint8Array, planes: Uint8Array, width: number, tar
   }
   for (let k = full * 32; k < count; k++) {
     if ((bits[k >>> 3]! >>> (k & 7)) & 1) { dst[k] = planes[p]! | (planes[n + p]! << 8); p++; }
+  }
+}
+
+/**
+ * Block bitmap (outer = 1), 4-byte elements, byte-shuffled values: stored block s's element e
+ * (row-major in the block) is value q = s * r * c + e, byte j of it at planes[j * n + q].
+ */
+function expandShuffledBlocks(bits: Uint8Array, planes: Uint8Array, target: Uint8Array, g: Grid): void {
+  const n = planes.length >>> 2;
+  const p0 = planes.subarray(0, n);
+  const p1 = planes.subarray(n, 2 * n);
+  const p2 = planes.subarray(2 * n, 3 * n);
+  const p3 = planes.subarray(3 * n, 4 * n);
+  const dst = new Uint32Array(target.buffer, target.byteOffset, target.length >>> 2);
+  const { r, c, cols, blockCols } = g;
+  const count = g.blockRows * blockCols;
+  let q = 0;
+  for (let base = 0; base < count; base += 32) {
+    const i = base >>> 3;
+    let word = base + 32 <= count
+      ? bits[i]! | (bits[i + 1]! << 8) | (bits[i + 2]! << 16) | (bits[i + 3]! << 24)
+      : bits[i]! | ((bits[i + 1] ?? 0) << 8) | ((bits[i + 2] ?? 0) << 16) | ((bits[i + 3] ?? 0) << 24);
+    while (word !== 0) {
+      const low = word & -word;
+      word ^= low;
+      const k = base + 31 - Math.clz32(low);
+      const br = (k / blockCols) | 0;
+      let to = br * r * cols + (k - br * blockCols) * c;
+      if (c === 1) {
+        for (const stop = q + r; q < stop; q++, to += cols) dst[to] = p0[q]! | (p1[q]! << 8) | (p2[q]! << 16) | (p3[q]! << 24);
+      } else {
+        for (let rr = 0; rr < r; rr++, to += cols) {
+          for (let cc = 0; cc < c; cc++, q++) dst[to + cc] = p0[q]! | (p1[q]! << 8) | (p2[q]! << 16) | (p3[q]! << 24);
+        }
+      }
+    }
   }
 }
 

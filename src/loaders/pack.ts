@@ -6,13 +6,16 @@
  *   const session = await ort.InferenceSession.create(primary);           // ONNX (inline weights)
  *   const model = await tf.loadGraphModel(packTfjsHandler('/models/model.json.ppak'));
  *
- * Browser-safe and small: its import graph is src/pack/format.ts, the sparse codec
- * (src/sparsity/codecs.ts, analysis.ts), errors.ts, TF.js manifest decoding, and fflate. No node:
- * imports. A URL is fetched as a stream and each section (a file's skeleton, then one weight at a
- * time) is decoded as soon as its bytes have arrived.
+ * Browser-safe and small: its import graph is src/pack/ (format.ts, restore-async.ts, pool.ts,
+ * range-coder.ts, varint.ts), the decode-only PPSP reader (converters/tfjs/sparse-decode.ts,
+ * inflate.ts), errors.ts, TF.js manifest decoding, and fflate. No node: imports. Large streams are
+ * inflated by the platform's DecompressionStream('deflate-raw') where there is one
+ * (src/pack/restore-async.ts). A URL is fetched as a stream and each section (a file's skeleton,
+ * then one weight at a time) is decoded as soon as its bytes have arrived.
  */
 import { PrunepackError } from '../errors.js';
-import { PackRestorer, restorePack, PACK_HEADER_BYTES, type RestoredPack, type RestoreOptions } from '../pack/format.js';
+import { PackRestorer, PACK_HEADER_BYTES, type RestoredPack, type RestoreOptions } from '../pack/format.js';
+import { asyncPackRestorer, nativeInflater, restorePackAsync, type PackFeeder } from '../pack/restore-async.js';
 import { decodeTfjsArtifacts, type TfjsLoadHandler, type TfjsModelArtifacts } from '../../converters/tfjs/loader.js';
 import { parseModelJson } from '../../converters/tfjs/manifest.js';
 
@@ -37,8 +40,8 @@ export interface UnpackResult extends RestoredPack {}
 
 /** Restores every file of a pack given as bytes or a URL. `primary` is the model file. */
 export async function unpack(source: Uint8Array | ArrayBuffer | string | URL, options: UnpackOptions = {}): Promise<UnpackResult> {
-  if (source instanceof ArrayBuffer) return restorePack(new Uint8Array(source), options);
-  if (source instanceof Uint8Array) return restorePack(source, options);
+  if (source instanceof ArrayBuffer) return restorePackAsync(new Uint8Array(source), options);
+  if (source instanceof Uint8Array) return restorePackAsync(source, options);
   const url = String(source);
   const fetchFn = options.fetch ?? (globalThis.fetch as unknown as UnpackOptions['fetch']);
   if (!fetchFn) throw new PrunepackError('UNSUPPORTED', 'no fetch function', { hint: 'Pass options.fetch, or the pack bytes' });
@@ -50,8 +53,9 @@ export async function unpack(source: Uint8Array | ArrayBuffer | string | URL, op
   }
   if (!response.ok) throw new PrunepackError('IO', `cannot fetch ${url}: HTTP ${response.status}`, { location: url });
   const reader = response.body?.getReader();
-  if (!reader) return restorePack(new Uint8Array(await response.arrayBuffer()), options);
-  const restorer = new PackRestorer(options);
+  if (!reader) return restorePackAsync(new Uint8Array(await response.arrayBuffer()), options);
+  const inflateAsync = options.inflate ? null : nativeInflater();
+  const restorer: PackFeeder = inflateAsync ? asyncPackRestorer(options, inflateAsync) : new PackRestorer(options);
   let buffer = new Uint8Array(64 * 1024);
   let have = 0;
   for (;;) {
@@ -70,7 +74,7 @@ export async function unpack(source: Uint8Array | ArrayBuffer | string | URL, op
     }
     buffer.set(value, have);
     have += value.length;
-    if (have >= PACK_HEADER_BYTES) restorer.feed(buffer, have);
+    if (have >= PACK_HEADER_BYTES) await restorer.feed(buffer, have);
     const known = restorer.totalBytes;
     if (known !== undefined && buffer.length < known) {
       const grown = new Uint8Array(known);
@@ -78,7 +82,7 @@ export async function unpack(source: Uint8Array | ArrayBuffer | string | URL, op
       buffer = grown;
     }
   }
-  restorer.feed(buffer, have);
+  await restorer.feed(buffer, have);
   return restorer.finish(have);
 }
 

@@ -16,7 +16,7 @@
  */
 import { inflateSync } from 'fflate';
 import { PrunepackError } from '../errors.js';
-import { crc32, decodePpspInto, releaseScratch } from '../../converters/tfjs/sparse-decode.js';
+import { crc32, decodePpspInto, releaseScratch, type RawInflate } from '../../converters/tfjs/sparse-decode.js';
 import { decodePool, inflateExact, type PoolTarget } from './pool.js';
 import { ByteReader } from './varint.js';
 
@@ -308,6 +308,18 @@ export interface RestoredPack {
 export interface RestoreOptions {
   /** Largest total of restored bytes (default 2^32). */
   maxBytes?: number;
+  /**
+   * 'once' (default): every stored data byte is checked once, by the pack's data CRC-32; the
+   * per-section checksums (each restored weight, each skeleton, each PPSP blob) are checked only
+   * when that fails, to name the damaged weight. 'full': all of them are checked as well (what
+   * the writer's self-check does: it tests the encoder, not the bytes).
+   */
+  verify?: 'once' | 'full';
+  /**
+   * Another raw DEFLATE decoder for the PPSP streams, skeletons and pool streams (Node's zlib,
+   * or streams inflated ahead by DecompressionStream); null falls back to the built-in one.
+   */
+  inflate?: RawInflate;
 }
 
 function checkCrc(bytes: Uint8Array, expected: number, what: string, where: string): void {
@@ -321,8 +333,9 @@ function checkCrc(bytes: Uint8Array, expected: number, what: string, where: stri
  * The data CRC is checked once all bytes are present (restorePack checks it before decoding).
  */
 export class PackRestorer {
-  private index: PackIndex | null = null;
-  private header: PackHeader | null = null;
+  /** The parsed index and header, once their bytes have been fed (read-only outside). */
+  index: PackIndex | null = null;
+  header: PackHeader | null = null;
   private out: Uint8Array[] = [];
   private poolDone = false;
   private file = 0;
@@ -330,9 +343,17 @@ export class PackRestorer {
   private skeleton: Uint8Array | null = null;
   private skeletonPos = 0;
   private filePos = 0;
-  private done = false;
+  /** All sections decoded and checked (read-only outside). */
+  done = false;
+  /** Every per-section checksum is checked (verify 'full', or finding which section is damaged). */
+  private readonly full: boolean;
+  /** The running CRC-32 of the data bytes fed so far, up to crcAt (unless the caller checked it). */
+  private crc = 0;
+  private crcAt = -1;
 
-  constructor(private readonly options: RestoreOptions = {}, private dataCrcChecked = false) {}
+  constructor(private readonly options: RestoreOptions = {}, private dataCrcChecked = false) {
+    this.full = options.verify === 'full';
+  }
 
   /** The total pack length, once the header is known. */
   get totalBytes(): number | undefined { return this.header?.totalBytes; }
@@ -345,6 +366,15 @@ export class PackRestorer {
       this.header = parseHeader(buffer.subarray(0, PACK_HEADER_BYTES));
     }
     const h = this.header;
+    if (!this.dataCrcChecked && available > h.dataStart) {
+      // The data CRC as the bytes arrive (each byte read once, while it is still in cache).
+      if (this.crcAt < 0) this.crcAt = h.dataStart;
+      const until = Math.min(available, h.totalBytes);
+      if (until > this.crcAt) {
+        this.crc = crc32(buffer.subarray(this.crcAt, until), this.crc);
+        this.crcAt = until;
+      }
+    }
     if (!this.index) {
       if (available < h.dataStart) return;
       this.index = parseIndex(buffer.subarray(0, h.dataStart), h, this.options.maxBytes ?? DEFAULT_MAX_RESTORED_BYTES);
@@ -358,8 +388,8 @@ export class PackRestorer {
         const targets: PoolTarget[] = pooled.map((w) => ({
           out: this.out[w.file]!.subarray(w.offset, w.offset + w.length), width: w.elementBytes, where: `weight at ${files[w.file]!.name} byte ${w.offset}`,
         }));
-        decodePool(buffer.subarray(h.dataStart, h.dataStart + poolStored), targets);
-        pooled.forEach((w, i) => checkCrc(targets[i]!.out, w.crc, targets[i]!.where, targets[i]!.where));
+        decodePool(buffer.subarray(h.dataStart, h.dataStart + poolStored), targets, this.options.inflate);
+        if (this.full) pooled.forEach((w, i) => checkCrc(targets[i]!.out, w.crc, targets[i]!.where, targets[i]!.where));
       } else if (poolStored !== 0) {
         throw corrupt('pool section without pooled weights', 'pack index', '0 bytes', `${poolStored} bytes`);
       }
@@ -371,8 +401,8 @@ export class PackRestorer {
       if (this.weight === -1) {
         const start = h.dataStart + f.skeletonAt;
         if (available < start + f.skeletonStored) return;
-        this.skeleton = inflateExact(buffer.subarray(start, start + f.skeletonStored), f.skeletonRaw, `skeleton of ${f.name}`);
-        checkCrc(this.skeleton, f.skeletonCrc, `skeleton of ${f.name}`, `file ${f.name}`);
+        this.skeleton = inflateExact(buffer.subarray(start, start + f.skeletonStored), f.skeletonRaw, `skeleton of ${f.name}`, this.options.inflate);
+        if (this.full) checkCrc(this.skeleton, f.skeletonCrc, `skeleton of ${f.name}`, `file ${f.name}`);
         this.skeletonPos = 0;
         this.filePos = 0;
         this.weight = 0;
@@ -380,19 +410,22 @@ export class PackRestorer {
       while (this.weight < f.weightCount) {
         const i = f.firstWeight + this.weight;
         const w = weights[i]!;
+        const start = h.dataStart + w.dataAt;
+        // Nothing moves before the weight's bytes are all present (feed is called again then).
+        if (w.kind === WEIGHT_KIND_PPSP && available < start + w.blobLength + w.patchLength) return;
         this.copySkeleton(out, w.offset);
         this.filePos = w.offset + w.length;
         if (w.kind === WEIGHT_KIND_PPSP) {
-          const start = h.dataStart + w.dataAt;
-          if (available < start + w.blobLength + w.patchLength) return;
           const target = out.subarray(w.offset, w.offset + w.length);
           const where = `weight ${i} of ${f.name}`;
-          decodePpspInto(buffer.subarray(start, start + w.blobLength), { dtypeCode: w.dtypeCode, shape: null, elements: w.length / w.elementBytes }, target, where, { zeroed: true });
+          decodePpspInto(buffer.subarray(start, start + w.blobLength), { dtypeCode: w.dtypeCode, shape: null, elements: w.length / w.elementBytes }, target, where, {
+            zeroed: true, verified: !this.full, inflate: this.options.inflate,
+          });
           if (w.patchLength > 0) {
             const at = start + w.blobLength;
             applyPatch(buffer.subarray(at, at + w.patchLength), target, w.elementBytes, `patch of ${where}`);
           }
-          checkCrc(target, w.crc, where, where);
+          if (this.full) checkCrc(target, w.crc, where, where);
         }
         this.weight++;
       }
@@ -403,8 +436,12 @@ export class PackRestorer {
       this.weight = -1;
     }
     if (available !== h.totalBytes) throw corrupt('pack has trailing bytes', `byte ${h.totalBytes}`, `${h.totalBytes} bytes`, `${available} bytes`);
-    if (!this.dataCrcChecked) checkDataCrc(buffer.subarray(0, available), h);
     releaseScratch();
+    if (!this.dataCrcChecked && this.crc !== h.dataCrc) {
+      // Damaged: find the section (its own checksum names the weight or file), else the whole.
+      if (!this.full) restoreFully(buffer.subarray(0, available), this.options);
+      throw dataCrcMismatch(h, this.crc);
+    }
     this.done = true;
   }
 
@@ -434,23 +471,44 @@ export class PackRestorer {
   }
 }
 
-function checkDataCrc(pack: Uint8Array, h: PackHeader): void {
-  const crc = crc32(pack.subarray(h.dataStart, h.totalBytes));
-  if (crc !== h.dataCrc) throw corrupt('pack data checksum mismatch', 'byte 32', `crc32 ${h.dataCrc.toString(16)}`, crc.toString(16));
+function dataCrcMismatch(h: PackHeader, crc: number): PrunepackError {
+  return corrupt('pack data checksum mismatch', 'byte 32', `crc32 ${h.dataCrc.toString(16)}`, crc.toString(16));
 }
 
-/** Restores every file of a complete pack held in memory (data CRC checked before decoding). */
-export function restorePack(bytes: Uint8Array, options: RestoreOptions = {}): RestoredPack {
+/**
+ * A pack whose data CRC failed, restored with every per-section checksum: throws the error that
+ * names the damaged weight, skeleton or pool stream; returns when each section checks out.
+ */
+function restoreFully(bytes: Uint8Array, options: RestoreOptions): void {
+  const r = new PackRestorer({ ...options, verify: 'full' }, true);
+  r.feed(bytes, bytes.length);
+}
+
+/**
+ * The checks of a complete pack before decoding: header, length, data CRC (on a mismatch, the
+ * error of the damaged section). Returns whether the data CRC was checked (false: too short to
+ * have a header, which the restorer reports).
+ */
+export function checkWholePack(bytes: Uint8Array, options: RestoreOptions = {}): boolean {
   if (!(bytes instanceof Uint8Array)) throw new PrunepackError('INVALID_ARGUMENT', 'restorePack needs a Uint8Array', { found: typeof bytes });
   let checked = false;
   if (bytes.length >= PACK_HEADER_BYTES) {
     const h = parseHeader(bytes);
     if (bytes.length < h.totalBytes) throw corrupt('pack is truncated', `byte ${bytes.length}`, `${h.totalBytes} bytes`, `${bytes.length} bytes`);
     if (bytes.length > h.totalBytes) throw corrupt('pack has trailing bytes', `byte ${h.totalBytes}`, `${h.totalBytes} bytes`, `${bytes.length} bytes`);
-    checkDataCrc(bytes, h);
+    const crc = crc32(bytes.subarray(h.dataStart, h.totalBytes));
+    if (crc !== h.dataCrc) {
+      if (options.verify !== 'full') restoreFully(bytes, options);
+      throw dataCrcMismatch(h, crc);
+    }
     checked = true;
   }
-  const r = new PackRestorer(options, checked);
+  return checked;
+}
+
+/** Restores every file of a complete pack held in memory (data CRC checked before decoding). */
+export function restorePack(bytes: Uint8Array, options: RestoreOptions = {}): RestoredPack {
+  const r = new PackRestorer(options, checkWholePack(bytes, options));
   r.feed(bytes, bytes.length);
   return r.finish(bytes.length);
 }

@@ -8,6 +8,7 @@ import { inflateSync } from 'fflate';
 import { PrunepackError } from '../errors.js';
 import { rangeDecodeBytes } from './range-coder.js';
 import { ByteReader } from './varint.js';
+import type { RawInflate } from '../../converters/tfjs/sparse-decode.js';
 
 export const CODING_STORED = 0;
 export const CODING_DEFLATE = 1;
@@ -29,26 +30,30 @@ export interface PoolTarget {
 }
 
 /** Raw DEFLATE that must inflate to exactly `raw` bytes (one spare byte shows an over-long stream). */
-export function inflateExact(stored: Uint8Array, raw: number, where: string): Uint8Array {
-  const out = new Uint8Array(raw + 1);
-  let got: Uint8Array;
+export function inflateExact(stored: Uint8Array, raw: number, where: string, inflate?: RawInflate): Uint8Array {
+  let got: Uint8Array | null = null;
   try {
-    got = inflateSync(stored, { out });
+    got = inflate ? inflate(stored, raw) : null;
+    if (got) {
+      if (got.length === raw) return got;
+    } else {
+      const out = new Uint8Array(raw + 1);
+      got = inflateSync(stored, { out });
+      if (got.length === raw) return out.subarray(0, raw);
+    }
   } catch (e) {
     throw new PrunepackError('CORRUPT', `${where} is not valid DEFLATE data (${(e as Error).message})`, {
       format: 'prunepack pack', location: where, expected: 'a raw DEFLATE stream', found: `${stored.length} undecodable bytes`, cause: e,
     });
   }
-  if (got.length !== raw) {
-    throw new PrunepackError('CORRUPT', `${where} inflates to the wrong length`, {
-      format: 'prunepack pack', location: where, expected: `${raw} bytes`, found: got.length > raw ? `more than ${raw}` : `${got.length}`,
-    });
-  }
-  return out.subarray(0, raw);
+  const length = got?.length ?? 0;
+  throw new PrunepackError('CORRUPT', `${where} inflates to the wrong length`, {
+    format: 'prunepack pack', location: where, expected: `${raw} bytes`, found: length > raw ? `more than ${raw}` : `${length}`,
+  });
 }
 
 /** Reads one stream record (coding, raw length, stored length, payload) and decodes it. */
-function readStream(reader: ByteReader, expectedRaw: number | null, maxRaw: number, previous: Uint8Array | null, name: string): Uint8Array {
+function readStream(reader: ByteReader, expectedRaw: number | null, maxRaw: number, previous: Uint8Array | null, name: string, inflate?: RawInflate): Uint8Array {
   const coding = reader.u8();
   const raw = reader.varint();
   const stored = reader.varint();
@@ -62,7 +67,7 @@ function readStream(reader: ByteReader, expectedRaw: number | null, maxRaw: numb
       if (stored !== raw) throw reader.fail(`${name} stream is stored, so its two lengths must agree`, String(raw), String(stored));
       return payload;
     case CODING_DEFLATE:
-      return inflateExact(payload, raw, where);
+      return inflateExact(payload, raw, where, inflate);
     case CODING_RANGE:
     case CODING_RANGE_CONTEXT: {
       const context = coding === CODING_RANGE_CONTEXT ? previous : null;
@@ -85,10 +90,10 @@ const POPCOUNT = (() => {
 })();
 
 /** Decodes a pool section into its targets (in index order). Throws CORRUPT on any inconsistency. */
-export function decodePool(section: Uint8Array, targets: readonly PoolTarget[]): void {
+export function decodePool(section: Uint8Array, targets: readonly PoolTarget[], inflate?: RawInflate): void {
   const reader = new ByteReader(section, 'pool');
   const maxModes = targets.reduce((n, t) => n + 1 + t.width, 0);
-  const modes = new ByteReader(readStream(reader, null, maxModes, null, 'modes'), 'pool modes');
+  const modes = new ByteReader(readStream(reader, null, maxModes, null, 'modes', inflate), 'pool modes');
   // Modes, fill elements and mask lengths.
   const mode: number[] = [];
   const fills: (Uint8Array | null)[] = [];
@@ -101,7 +106,7 @@ export function decodePool(section: Uint8Array, targets: readonly PoolTarget[]):
     if (m !== MODE_DENSE) maskBytes += Math.ceil(t.out.length / t.width / 8);
   }
   if (modes.remaining !== 0) throw modes.fail('has trailing bytes', '0', String(modes.remaining));
-  const mask = readStream(reader, maskBytes, maskBytes, null, 'mask');
+  const mask = readStream(reader, maskBytes, maskBytes, null, 'mask', inflate);
   // Value counts per width.
   const counts = new Map<number, number>();
   let maskAt = 0;
@@ -124,7 +129,7 @@ export function decodePool(section: Uint8Array, targets: readonly PoolTarget[]):
     const list: Uint8Array[] = [];
     let previous: Uint8Array | null = null;
     for (let j = w - 1; j >= 0; j--) {
-      previous = readStream(reader, count, count, previous, `width ${w} plane ${j}`);
+      previous = readStream(reader, count, count, previous, `width ${w} plane ${j}`, inflate);
       list[j] = previous;
     }
     planes.set(w, list);
@@ -147,14 +152,32 @@ export function decodePool(section: Uint8Array, targets: readonly PoolTarget[]):
       p += n;
     } else {
       const fill = fills[i];
-      if (fill) for (let k = 0; k < n; k++) out.set(fill, k * w);
-      else out.fill(0);
-      for (let k = 0; k < n; k++) {
-        if (((mask[maskAt + (k >>> 3)]! >>> (k & 7)) & 1) === 0) continue;
-        for (let j = 0; j < w; j++) out[k * w + j] = list[j]![p]!;
-        p++;
+      if (fill) {
+        // One element, then doubled until the range is full.
+        out.set(fill, 0);
+        for (let filled = w; filled < out.length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, out.length - filled));
+      } else {
+        out.fill(0);
       }
-      maskAt += Math.ceil(n / 8);
+      // Only the set bits are visited (lowest first); the padding bits were checked to be 0.
+      const bytes = Math.ceil(n / 8);
+      const p0 = list[0]!;
+      const p1 = list[1]!;
+      const p2 = list[2]!;
+      const p3 = list[3]!;
+      for (let b = 0; b < bytes; b++) {
+        let bits = mask[maskAt + b]!;
+        while (bits !== 0) {
+          const low = bits & -bits;
+          bits ^= low;
+          const k = (b << 3) + 31 - Math.clz32(low);
+          if (w === 1) out[k] = p0[p]!;
+          else if (w === 4) { const d = k << 2; out[d] = p0[p]!; out[d + 1] = p1[p]!; out[d + 2] = p2[p]!; out[d + 3] = p3[p]!; }
+          else for (let j = 0; j < w; j++) out[k * w + j] = list[j]![p]!;
+          p++;
+        }
+      }
+      maskAt += bytes;
     }
     cursor.set(w, p);
   });

@@ -14,39 +14,45 @@ export const TOP = 2 ** 24;
  * Decodes `count` bytes from `src` into `out`. With `context` (same length as `out`), byte i is
  * coded with the tree of context[i]. Returns the number of source bytes consumed, or -1 when the
  * stream is malformed (first byte not 0, or it ends before the bytes it must hold).
+ *
+ * All arithmetic is on 32-bit integers (V8 keeps them in registers): `range` and `code` hold the
+ * unsigned values' bits, compared unsigned by flipping the sign bit, and `bound` is the low 32
+ * bits of the product (it is < 2^32). One normalization step per bit is the spec's "while": with
+ * probabilities confined to 15..2033 by the update rule, a bit leaves range >= 2^24 * 15 / 2048,
+ * so a single 8-bit shift brings it back above 2^24.
  */
 export function rangeDecodeBytes(src: Uint8Array, out: Uint8Array, context: Uint8Array | null): number {
   const len = src.length;
   if (len < 5 || src[0] !== 0) return -1;
-  let code = ((src[1]! << 24) | (src[2]! << 16) | (src[3]! << 8) | src[4]!) >>> 0;
-  let range = 0xffffffff;
+  let code = (src[1]! << 24) | (src[2]! << 16) | (src[3]! << 8) | src[4]!;
+  let range = -1; // 0xFFFFFFFF
   let pos = 5;
   const probs = new Uint16Array((context ? 256 : 1) * 256).fill(PROB_INIT);
   const n = out.length;
   for (let i = 0; i < n; i++) {
-    const base = context ? context[i]! << 8 : 0;
+    const base = context === null ? 0 : context[i]! << 8;
     let node = 1;
-    while (node < 256) {
+    do {
       const at = base + node;
       const p = probs[at]!;
-      const bound = (range >>> PROB_BITS) * p;
-      if (code < bound) {
+      const bound = Math.imul(range >>> PROB_BITS, p);
+      if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
         range = bound;
         probs[at] = p + ((PROB_ONE - p) >>> MOVE_BITS);
         node <<= 1;
       } else {
-        code -= bound;
-        range -= bound;
+        code = (code - bound) | 0;
+        range = (range - bound) | 0;
         probs[at] = p - (p >>> MOVE_BITS);
         node = (node << 1) | 1;
       }
-      while (range < TOP) {
-        range = (range << 8) >>> 0;
-        code = ((code << 8) | (pos < len ? src[pos]! : 0)) >>> 0;
+      if (range >>> 24 === 0) {
+        range <<= 8;
+        code = (code << 8) | (pos < len ? src[pos]! : 0);
         pos++;
       }
-    }
-    out[i] = node & 0xff;
+    } while (node < 256);
+    out[i] = node;
   }
   return pos > len ? -1 : pos;
 }

@@ -268,7 +268,7 @@ export function buildPack(files: readonly PackInputFile[], ranges: readonly Pack
   view.setUint32(36, crc32(out.subarray(0, 36)), true);
 
   if (!options.skipSelfCheck) {
-    const restored = restorePack(out);
+    const restored = restorePack(out, { verify: 'full' });
     files.forEach((f) => {
       const got = restored.files.get(f.name)!;
       if (identical && !bytesEqual(got, f.bytes)) {

@@ -1,0 +1,160 @@
+/**
+ * Restoring with the platform's native raw DEFLATE decoder (`DecompressionStream('deflate-raw')`:
+ * browsers, Node >= 18, Deno, Bun; zlib underneath), which is asynchronous. The large PPSP streams
+ * of the next weights (up to NATIVE_AHEAD_BYTES inflated) are inflated while the current weight is
+ * decoded; weights are still decoded into the files one at a time. Small streams, skeletons and the
+ * pool keep the JavaScript decoders (a stream costs a few promise round trips). Without
+ * DecompressionStream this is the synchronous restorer. Browser-safe.
+ */
+import { ppspDeflatedStreams } from '../../converters/tfjs/sparse-decode.js';
+import { checkWholePack, PACK_HEADER_BYTES, PackRestorer, restorePack, WEIGHT_KIND_PPSP, type RestoredPack, type RestoreOptions } from './format.js';
+
+/** Streams smaller than this are inflated in JavaScript (break-even: ~16 KB in Node 20, under 8 KB in Chromium). */
+export const NATIVE_INFLATE_MIN_BYTES = 32 * 1024;
+
+/** Inflates into `into` (raw + 1 bytes, reused between weights) or a new buffer. */
+type InflateAsync = (stored: Uint8Array, raw: number, into?: Uint8Array) => Promise<Uint8Array>;
+
+interface DecompressionStreamLike {
+  readonly writable: WritableStream<Uint8Array>;
+  readonly readable: ReadableStream<Uint8Array>;
+}
+
+/**
+ * Raw DEFLATE through DecompressionStream into a buffer of raw + 1 bytes (an over-long stream
+ * stops at raw + 1 and is reported by the caller's length check). Rejects on invalid data. Null
+ * without DecompressionStream or its 'deflate-raw' format (older platforms).
+ */
+export function nativeInflater(): InflateAsync | null {
+  const Ctor = (globalThis as { DecompressionStream?: new (format: string) => DecompressionStreamLike }).DecompressionStream;
+  try {
+    if (!Ctor || !new Ctor('deflate-raw')) return null;
+  } catch {
+    return null;
+  }
+  return async (stored, raw, into) => {
+    const ds = new Ctor('deflate-raw');
+    const writer = ds.writable.getWriter();
+    const reader = ds.readable.getReader();
+    writer.write(stored).then(() => writer.close()).catch(() => undefined); // the reader sees the same error
+    const out = into && into.length === raw + 1 ? into : new Uint8Array(raw + 1);
+    let n = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const part = value.subarray(0, out.length - n);
+      out.set(part, n);
+      n += part.length;
+      if (n > raw) { await reader.cancel(); break; }
+    }
+    return n === out.length ? out : out.subarray(0, n);
+  };
+}
+
+/** The restorer interface the loader drives (PackRestorer, or the one below). */
+export interface PackFeeder {
+  readonly totalBytes: number | undefined;
+  feed(buffer: Uint8Array, available: number): void | Promise<void>;
+  finish(available: number): RestoredPack;
+}
+
+/**
+ * Inflated bytes kept ahead of the weight being decoded (always at least the next weight's): the
+ * native decoder works while JavaScript scatters, and in Node its thread-pool round trips overlap.
+ */
+export const NATIVE_AHEAD_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A PackRestorer fed asynchronously: the large PPSP streams of the next weights (up to
+ * NATIVE_AHEAD_BYTES inflated) are inflated natively while the current weight is decoded into its
+ * file; then each weight is handed to the restorer with its streams, one at a time.
+ */
+export function asyncPackRestorer(options: RestoreOptions, inflateAsync: InflateAsync, dataCrcChecked = false, minBytes = NATIVE_INFLATE_MIN_BYTES): PackFeeder {
+  /** Inflated streams by their offset in the pack, for the weight being decoded. */
+  const ready = new Map<number, Uint8Array>();
+  /** Inflate buffers of decoded weights, reused (fresh pages cost as much as the copy). */
+  const spare: Uint8Array[] = [];
+  const ahead: { bytes: number; result: Promise<Array<[number, Uint8Array] | null>> }[] = [];
+  let aheadBytes = 0;
+  let buffer: Uint8Array = new Uint8Array(0);
+  let plan: { start: number; blobEnd: number; end: number }[] | null = null;
+  let next = 0;
+  let queued = 0;
+  const restorer = new PackRestorer({
+    ...options,
+    inflate: (stored, raw) => {
+      if (stored.buffer !== buffer.buffer) return null;
+      const got = ready.get(stored.byteOffset - buffer.byteOffset);
+      return got && got.length === raw ? got : null; // else the JavaScript decoder (it reports any error)
+    },
+  }, dataCrcChecked);
+
+  const spareOf = (size: number): Uint8Array | undefined => {
+    const i = spare.findIndex((b) => b.length >= size);
+    return i < 0 ? undefined : spare.splice(i, 1)[0]!.subarray(0, size);
+  };
+  const startWeight = (weight: number) => {
+    const { start, blobEnd } = plan![weight]!;
+    const base = buffer.byteOffset;
+    // Not before the data CRC is known (streaming): at most the PPSP reader's 1032:1 bound is allocated.
+    const list = ppspDeflatedStreams(buffer.subarray(start, blobEnd)).filter((s) => s.stored.length >= minBytes && s.raw <= s.stored.length * 1032 + 64);
+    const bytes = list.reduce((n, s) => n + s.raw, 0);
+    return {
+      bytes,
+      result: Promise.all(list.map((s) => inflateAsync(s.stored, s.raw, spareOf(s.raw + 1)).then(
+        (out): [number, Uint8Array] => [s.stored.byteOffset - base, out],
+        () => null, // invalid data: the JavaScript decoder reports it with the weight's name
+      ))),
+    };
+  };
+
+  return {
+    get totalBytes() { return restorer.totalBytes; },
+    finish: (available) => restorer.finish(available),
+    async feed(input, available) {
+      buffer = input;
+      if (!plan) {
+        // The header, then the index only: the sections are decoded below, weight by weight.
+        restorer.feed(input, Math.min(available, PACK_HEADER_BYTES));
+        const header = restorer.header;
+        if (!header) return;
+        restorer.feed(input, Math.min(available, header.dataStart));
+        const index = restorer.index;
+        if (!index) return;
+        plan = index.weights.filter((w) => w.kind === WEIGHT_KIND_PPSP).map((w) => {
+          const start = header.dataStart + w.dataAt;
+          return { start, blobEnd: start + w.blobLength, end: start + w.blobLength + w.patchLength };
+        });
+      }
+      while (next < plan.length && plan[next]!.end <= available && !restorer.done) {
+        while (queued < plan.length && plan[queued]!.end <= available && (queued === next || aheadBytes < NATIVE_AHEAD_BYTES)) {
+          const started = startWeight(queued++);
+          ahead.push(started);
+          aheadBytes += started.bytes;
+        }
+        const current = ahead.shift()!;
+        for (const entry of await current.result) if (entry) ready.set(entry[0], entry[1]);
+        buffer = input;
+        // Up to the end of this weight's blob and patch: the restorer stops before the next weight.
+        restorer.feed(input, next + 1 < plan.length ? Math.min(available, plan[next + 1]!.start) : available);
+        for (const b of ready.values()) if (spare.length < 8) spare.push(new Uint8Array(b.buffer, b.byteOffset, b.buffer.byteLength - b.byteOffset));
+        ready.clear();
+        aheadBytes -= current.bytes;
+        next++;
+      }
+      restorer.feed(input, available);
+    },
+  };
+}
+
+/**
+ * restorePack with the native inflater when the platform has one (same checks, same result),
+ * else restorePack itself.
+ */
+export async function restorePackAsync(bytes: Uint8Array, options: RestoreOptions = {}, nativeMinBytes = NATIVE_INFLATE_MIN_BYTES): Promise<RestoredPack> {
+  const inflateAsync = options.inflate ? null : nativeInflater();
+  if (!inflateAsync) return restorePack(bytes, options);
+  const r = asyncPackRestorer(options, inflateAsync, checkWholePack(bytes, options), nativeMinBytes);
+  await r.feed(bytes, bytes.length);
+  return r.finish(bytes.length);
+}
