@@ -83,6 +83,12 @@ export function memoryBound(inputBytes: number, declaredExpansion = 0): number {
 
 const RUNNER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'runner.js');
 const MAX_STORED_VIOLATIONS = 25;
+/**
+ * Attempts before a slow input counts as a hang, each in a fresh runner with twice the time of the
+ * one before (timeoutMs, 2x, 4x): a busy machine (other processes, autogroup scheduling) can stall
+ * one run for seconds, a real hang never ends.
+ */
+const HANG_ATTEMPTS = 3;
 
 interface Task { index: number; seed: number; attempt: number }
 
@@ -231,7 +237,7 @@ export async function runCampaign(options: CampaignOptions): Promise<FormatSumma
       const task = take();
       if (!task) return finishRunner(runner);
       runner.task = task;
-      const timeout = options.timeoutMs * task.attempt;
+      const timeout = options.timeoutMs * 2 ** (task.attempt - 1);
       runner.timer = setTimeout(() => onTimeout(runner), timeout);
       runner.child.send({ type: 'run', index: task.index, seed: task.seed } satisfies RunnerRun);
     };
@@ -253,12 +259,12 @@ export async function runCampaign(options: CampaignOptions): Promise<FormatSumma
     const onTimeout = (runner: Runner) => {
       const task = runner.task!;
       runner.task = undefined;
-      if (task.attempt === 1) retries.push({ ...task, attempt: 2 });
+      if (task.attempt < HANG_ATTEMPTS) retries.push({ ...task, attempt: task.attempt + 1 });
       else {
         summary.inputs++;
         summary.hangs++;
         const seed = hex32(task.seed);
-        violation({ kind: 'hang', index: task.index, seed, ...describe(task.seed), detail: `no result within ${options.timeoutMs} ms, nor within ${2 * options.timeoutMs} ms when retried in a fresh process` });
+        violation({ kind: 'hang', index: task.index, seed, ...describe(task.seed), detail: `no result within ${options.timeoutMs} ms, nor within ${2 * options.timeoutMs} and ${4 * options.timeoutMs} ms when retried in fresh processes` });
       }
       void restart(runner);
     };
