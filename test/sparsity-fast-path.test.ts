@@ -4,14 +4,15 @@
  * masks and densities, every element type it takes, all three index widths, empty rows, first and
  * last element, leading dense levels in any traversal order, blocks along either dimension. Outputs
  * must be equal array for array (types included) and byte for byte. Layouts outside the fast path
- * must give the generic walk's output too (they take it).
+ * must give the generic walk's output too (they take it). firstSparseMismatch (the writer's check
+ * without decoding) finds exactly the first element a decode-and-compare finds.
  * Run: npx tsc -p . && node --test dist/test/sparsity-fast-path.test.js
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NumericArray } from '../src/model/dtype.js';
 import {
-  denseFromSparsity, denseFromSparsityGeneric, sparsityFromDense, sparsityFromDenseGeneric, type LevelFormat, type ZeroTest,
+  denseFromSparsity, denseFromSparsityGeneric, firstSparseMismatch, sparsityFromDense, sparsityFromDenseGeneric, type LevelFormat, type ZeroTest,
 } from '../src/sparsity/format-converter.js';
 import type { SparsityParams } from '../src/sparsity/types.js';
 import { verifySparsity } from '../src/sparsity/verify-sparsity.js';
@@ -216,4 +217,66 @@ test('layouts outside the fast path (sparse outer levels, two blocks, predicates
   check(Int32Array.from(dense), [8, 8], csr, undefined, 'int32');
   check(Float64Array.from(dense), [8, 8], csr, undefined, 'float64');
   check(dense, [8, 8], csr, (i) => i % 3 === 0, 'predicate');
+});
+
+/** Integer bits of each element (float32 as int32, 16-bit as uint16, 8-bit as uint8). */
+function bitsOf(a: NumericArray): Int32Array | Uint16Array | Uint8Array {
+  if (a.BYTES_PER_ELEMENT === 4) return new Int32Array(a.buffer, a.byteOffset, a.length);
+  if (a.BYTES_PER_ELEMENT === 2) return new Uint16Array(a.buffer, a.byteOffset, a.length);
+  return new Uint8Array(a.buffer, a.byteOffset, a.length);
+}
+
+/** First index where the (generic) decode differs from `dense` other than a zero of either sign: the reference for firstSparseMismatch. */
+function decodeMismatch(values: NumericArray, shape: number[], params: SparsityParams, dense: NumericArray, mask: number): number {
+  const x = bitsOf(dense);
+  const y = bitsOf(denseFromSparsityGeneric(values, shape, params));
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i] && ((x[i]! & mask) !== 0 || (y[i]! & mask) !== 0)) return i;
+  return -1;
+}
+
+test('firstSparseMismatch: -1 for every correct encoding, the decode-and-compare index for corrupted ones, null outside the fast path', () => {
+  const random = mulberry32(21);
+  const kinds: Array<[Kind, number]> = [['float32', 0x7fffffff], ['float16', 0x7fff], ['int8', 0xff]];
+  let corrupted = 0;
+  for (const [kind, mask] of kinds) {
+    for (const shape of [[5, 12], [4, 16], [3, 4, 8]]) {
+      const count = shape.reduce((a, b) => a * b, 1);
+      for (const density of [0, 0.2, 0.8]) {
+        const dense = randomDense(kind, count, density, random);
+        for (const layout of fastLayouts(shape)) {
+          const what = `${kind} [${shape}] ${density} ${JSON.stringify(layout)}`;
+          const { params, values } = sparsityFromDense(dense, shape, layout.traversalOrder, layout.blockMap, layout.blockSize, layout.formats, ZERO_TEST[kind]);
+          assert.equal(firstSparseMismatch(values, shape, params, dense, ZERO_TEST[kind]), -1, what);
+          // A changed stored value, or a dense nonzero where nothing is stored.
+          const badValues = values.slice() as NumericArray;
+          if (badValues.length) {
+            const bits = bitsOf(badValues);
+            const at = Math.floor(random() * bits.length);
+            bits[at] = (bits[at]! & mask) === 0 ? 3 : bits[at]! ^ 0x11;
+            assert.equal(firstSparseMismatch(badValues, shape, params, dense, ZERO_TEST[kind]), decodeMismatch(badValues, shape, params, dense, mask), `${what}: value`);
+            corrupted++;
+          }
+          const badDense = dense.slice() as NumericArray;
+          const denseBits = bitsOf(badDense);
+          const backBits = bitsOf(denseFromSparsity(values, shape, params));
+          const zeroAt: number[] = [];
+          for (let i = 0; i < count; i++) if ((backBits[i]! & mask) === 0 && (denseBits[i]! & mask) === 0) zeroAt.push(i);
+          if (zeroAt.length) {
+            denseBits[zeroAt[Math.floor(random() * zeroAt.length)]!] = 5;
+            const got = firstSparseMismatch(values, shape, params, badDense, ZERO_TEST[kind]);
+            assert.ok(got !== null && got >= 0, `${what}: unstored nonzero found`);
+            assert.equal(got, decodeMismatch(values, shape, params, badDense, mask), `${what}: unstored nonzero index`);
+            corrupted++;
+          }
+        }
+      }
+    }
+  }
+  assert.ok(corrupted > 200, `${corrupted} corruptions`);
+  const dense = Float32Array.from({ length: 16 }, (_, i) => (i % 3 ? i : 0));
+  const sparseRows = sparsityFromDense(dense, [4, 4], [0, 1], [], [], [S, S]);
+  assert.equal(firstSparseMismatch(sparseRows.values, [4, 4], sparseRows.params, dense), null);
+  const csr = sparsityFromDense(dense, [4, 4], [0, 1], [], [], [D, S]);
+  assert.equal(firstSparseMismatch(csr.values, [4, 4], csr.params, dense, (i) => i === 0), null, 'predicates: decode instead');
+  assert.equal(firstSparseMismatch(Float64Array.from(csr.values), [4, 4], csr.params, Float64Array.from(dense)), null, 'float64: decode instead');
 });

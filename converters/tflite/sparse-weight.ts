@@ -7,7 +7,7 @@
  */
 import { PrunepackError } from '../../src/errors.js';
 import { typedView, type DType, type NumericArray } from '../../src/model/dtype.js';
-import { denseFromSparsity, sparsityFromDense, type LevelFormat } from '../../src/sparsity/format-converter.js';
+import { denseFromSparsity, firstSparseMismatch, sparsityFromDense, type LevelFormat } from '../../src/sparsity/format-converter.js';
 import type { SparsityParams } from '../../src/sparsity/types.js';
 import { verifySparsity } from '../../src/sparsity/verify-sparsity.js';
 import type { TaskInput, TaskRegistry } from '../../src/parallel/types.js';
@@ -349,6 +349,10 @@ export function encodeSparseWeight(dense: Uint8Array, dtype: DType, shape: reado
   const stored = new Uint8Array(encoding.values.buffer, encoding.values.byteOffset, encoding.values.byteLength);
   if (stored.length === 0) throw new Error(`internal: empty sparse buffer for ${where}`);
   verifySparsity(encoding.params, shape, stored.length, elementBytes, { requireSortedIndices: true });
+  // The common layouts are checked against the dense values in one pass, without decoding; the
+  // others (and a mismatch, for its message) are decoded and compared.
+  const zeroTest = dtype === 'float16' ? 'float16' : undefined;
+  if (firstSparseMismatch(encoding.values, shape, encoding.params, values, zeroTest) === -1) return { params: encoding.params, stored };
   if (scratch.byteLength < dense.length) scratch = new ArrayBuffer(dense.length);
   const decoded = denseFromSparsity(encoding.values, shape, encoding.params, typedView(dtype, new Uint8Array(scratch, 0, dense.length)) ?? undefined);
   const mismatch = firstMismatch(values, decoded, dtype);

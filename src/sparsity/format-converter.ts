@@ -624,6 +624,90 @@ function scatterLastLevelCsr(values: NumericArray, dst: NumericArray, params: Sp
   return true;
 }
 
+/**
+ * Checks stored `values` with verified `params` against the dense tensor they encode, without
+ * decoding: the row-major index of an element where the decode would differ from `dense` other
+ * than by a zero of either sign (the rule of `isZero`, as in sparsityFromDense; the first such
+ * element in traversal order), -1 when none; null
+ * when the layout is not one of the fast path's (or an index is not strictly increasing inside its
+ * row): decode with denseFromSparsity and compare instead. One pass over each row: every stored
+ * unit equals the dense elements it covers, and the row has no more nonzero elements than the
+ * stored units hold, so no nonzero lies outside them. Used by the writer's check of every weight
+ * and by the read-back of `convert`.
+ */
+export function firstSparseMismatch(values: NumericArray, shape: readonly number[], params: SparsityParams, dense: NumericArray, isZero?: ZeroTest): number | null {
+  const n = shape.length;
+  const levels = params.traversalOrder.length;
+  const k = levels - n;
+  if (n < 1 || k < 0 || k > 1 || params.dimMetadata.length !== levels) return null;
+  for (let l = 0; l < levels; l++) if ((params.dimMetadata[l]!.format === 'SPARSE_CSR') !== (l === n - 1)) return null;
+  const maskedBy = isZero === 'float16' || isZero === 'bfloat16' ? 0x7fff : isZero === 'float8e4m3fn' || isZero === 'float8e5m2' ? 0x7f
+    : isZero === undefined || (typeof isZero === 'string' && isZero !== 'float8e8m0') ? -1 : null;
+  if (maskedBy === null) return null;
+  const test = zeroTestBits(dense, maskedBy);
+  if (!test || values.constructor !== dense.constructor) return null;
+  const bits = test.view;
+  const mask = test.mask;
+  const stored = sameBits(bits, values);
+  const blockSize: number[] = k ? [(params.dimMetadata[n] as { denseSize: number }).denseSize] : [];
+  const layout = levelLayout(shape, params.traversalOrder, params.blockMap, blockSize);
+  if (layout.elementCount !== dense.length) return null;
+  const size = layout.size;
+  const stride = layout.stride;
+  const s = n - 1;
+  const level = params.dimMetadata[s] as Extract<DimensionMetadata, { format: 'SPARSE_CSR' }>;
+  const segments = level.segments;
+  const indices = level.indices;
+  let rows = 1;
+  for (let l = 0; l < s; l++) rows *= size[l]!;
+  const offsets = rowOffsets(size, stride, s, rows);
+  const units = size[s]!;
+  const step = stride[s]!;
+  const b = k ? size[n]! : 1;
+  const bStride = k ? stride[n]! : 0;
+  for (let r = 0; r < rows; r++) {
+    const base = offsets[r]!;
+    const end = segments[r + 1]!;
+    let previous = -1;
+    let storedNonzeros = 0;
+    for (let q = segments[r]!; q < end; q++) {
+      const j = indices[q]!;
+      if (j <= previous || j >= units) return null;
+      previous = j;
+      for (let e = 0, p = base + j * step, v = q * b; e < b; e++, p += bStride, v++) {
+        const x = bits[p]!;
+        const y = stored[v]!;
+        if (x !== y && ((x | y) & mask) !== 0) return p;
+        storedNonzeros += (-(y & mask)) >>> 31;
+      }
+    }
+    if (countElements(bits, mask, base, units, step, b, bStride) !== storedNonzeros) {
+      return firstUnstoredNonzero(bits, mask, base, units, step, b, bStride, indices, segments[r]!, end);
+    }
+  }
+  return -1;
+}
+
+/** Nonzero elements of one row (every element of every unit). */
+function countElements(bits: BitView, mask: number, offset: number, units: number, step: number, b: number, bStride: number): number {
+  if (b === 1) return countRow(bits, mask, offset, units, step, 1, 0);
+  let count = 0;
+  for (let j = 0, o = offset; j < units; j++, o += step) {
+    for (let e = 0, p = o; e < b; e++, p += bStride) count += (-(bits[p]! & mask)) >>> 31;
+  }
+  return count;
+}
+
+/** Dense offset of the first nonzero element of a row outside its stored units (q..end-1, sorted). */
+function firstUnstoredNonzero(bits: BitView, mask: number, offset: number, units: number, step: number, b: number, bStride: number,
+  indices: IndexVector, q: number, end: number): number {
+  for (let j = 0, o = offset; j < units; j++, o += step) {
+    if (q < end && indices[q] === j) { q++; continue; }
+    for (let e = 0, p = o; e < b; e++, p += bStride) if ((bits[p]! & mask) !== 0) return p;
+  }
+  return offset; // unreachable when the counts differed
+}
+
 /** Scratch coordinates for copyTraversal (levels never exceed this in practice; grown on demand). */
 let scratch = new Float64Array(16);
 
