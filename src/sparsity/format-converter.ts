@@ -291,7 +291,7 @@ function encodeDense<T extends NumericArray>(
   }
 
   // ---- fast path: the last original level sparse, every other level dense, at most one block ----
-  if (fast && lastSparse === n - 1 && k <= 1 && (mode === ZeroMode.Numeric || mode === ZeroMode.Masked)) {
+  if (fast && lastSparse === n - 1 && k <= 1 && elementCount <= 0x7fffffff && (mode === ZeroMode.Numeric || mode === ZeroMode.Masked)) {
     let onlyLast = true;
     for (let l = 0; l < n - 1; l++) if (sparse[l]) onlyLast = false;
     const bits = onlyLast ? zeroTestBits(dense, mode === ZeroMode.Masked ? mask : -1) : null;
@@ -510,9 +510,13 @@ function fillRow(bits: BitView, mask: number, offset: number, step: number, b: n
   }
 }
 
-/** Dense offset of each row (every level above the sparse one), in traversal order, by an odometer. */
-function rowOffsets(size: Float64Array, stride: Float64Array, sparseLevel: number, rows: number): Float64Array {
-  const offsets = new Float64Array(rows);
+/**
+ * Dense offset of each row (every level above the sparse one), in traversal order, by an odometer.
+ * The fast path runs on tensors of fewer than 2^31 elements only, so offsets, sizes and strides are
+ * small integers (int32 arithmetic in the loops, no double-to-index conversions).
+ */
+function rowOffsets(size: Float64Array, stride: Float64Array, sparseLevel: number, rows: number): Int32Array {
+  const offsets = new Int32Array(rows);
   const coord = new Float64Array(sparseLevel);
   let offset = 0;
   for (let r = 0; r < rows; r++) {
@@ -541,10 +545,10 @@ function lastLevelCsr<T extends NumericArray>(dense: T, bits: BitView, mask: num
       location: `level ${s}`, expected: 'fewer than 2^31 stored positions', found: String(rows),
     });
   }
-  const units = size[s]!;
-  const step = stride[s]!;
-  const b = k ? size[n]! : 1;
-  const bStride = k ? stride[n]! : 0;
+  const units = size[s]! | 0;
+  const step = stride[s]! | 0;
+  const b = k ? size[n]! | 0 : 1;
+  const bStride = k ? stride[n]! | 0 : 0;
   const offsets = rowOffsets(size, stride, s, rows);
 
   // Pass 1: stored units per row (cumulative: the segments) and the largest stored unit index.
@@ -595,7 +599,7 @@ function copyBits(a: NumericArray): BitView | null {
 function scatterLastLevelCsr(values: NumericArray, dst: NumericArray, params: SparsityParams, n: number, size: Float64Array, stride: Float64Array): boolean {
   const levels = params.traversalOrder.length;
   const k = levels - n;
-  if (k > 1) return false;
+  if (k > 1 || dst.length > 0x7fffffff) return false;
   for (let l = 0; l < levels; l++) if ((params.dimMetadata[l]!.format === 'SPARSE_CSR') !== (l === n - 1)) return false;
   const src = copyBits(values);
   const out = copyBits(dst);
@@ -607,9 +611,9 @@ function scatterLastLevelCsr(values: NumericArray, dst: NumericArray, params: Sp
   let rows = 1;
   for (let l = 0; l < s; l++) rows *= size[l]!;
   const offsets = rowOffsets(size, stride, s, rows);
-  const step = stride[s]!;
-  const b = k ? size[n]! : 1;
-  const bStride = k ? stride[n]! : 0;
+  const step = stride[s]! | 0;
+  const b = k ? size[n]! | 0 : 1;
+  const bStride = k ? stride[n]! | 0 : 0;
   for (let r = 0; r < rows; r++) {
     const base = offsets[r]!;
     const end = segments[r + 1]!;
@@ -651,7 +655,7 @@ export function firstSparseMismatch(values: NumericArray, shape: readonly number
   const stored = sameBits(bits, values);
   const blockSize: number[] = k ? [(params.dimMetadata[n] as { denseSize: number }).denseSize] : [];
   const layout = levelLayout(shape, params.traversalOrder, params.blockMap, blockSize);
-  if (layout.elementCount !== dense.length) return null;
+  if (layout.elementCount !== dense.length || dense.length > 0x7fffffff) return null;
   const size = layout.size;
   const stride = layout.stride;
   const s = n - 1;
@@ -661,16 +665,27 @@ export function firstSparseMismatch(values: NumericArray, shape: readonly number
   let rows = 1;
   for (let l = 0; l < s; l++) rows *= size[l]!;
   const offsets = rowOffsets(size, stride, s, rows);
-  const units = size[s]!;
-  const step = stride[s]!;
-  const b = k ? size[n]! : 1;
-  const bStride = k ? stride[n]! : 0;
+  const units = size[s]! | 0;
+  const step = stride[s]! | 0;
+  const b = k ? size[n]! | 0 : 1;
+  const bStride = k ? stride[n]! | 0 : 0;
   for (let r = 0; r < rows; r++) {
     const base = offsets[r]!;
     const end = segments[r + 1]!;
     let previous = -1;
     let storedNonzeros = 0;
-    for (let q = segments[r]!; q < end; q++) {
+    if (b === 1) {
+      for (let q = segments[r]!; q < end; q++) {
+        const j = indices[q]!;
+        if (j <= previous || j >= units) return null;
+        previous = j;
+        const p = base + j * step;
+        const x = bits[p]!;
+        const y = stored[q]!;
+        if (x !== y && ((x | y) & mask) !== 0) return p;
+        storedNonzeros += (-(y & mask)) >>> 31;
+      }
+    } else for (let q = segments[r]!; q < end; q++) {
       const j = indices[q]!;
       if (j <= previous || j >= units) return null;
       previous = j;
