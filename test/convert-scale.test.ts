@@ -33,6 +33,7 @@ import { canonicalJson, mediapipeModels, repoPath, tempDir } from './helpers.js'
 const exec = promisify(execFile);
 const CLI = repoPath('dist', 'src', 'cli', 'bin.js');
 const WEIGHT_TASKS = new URL('../converters/tflite/sparse-weight.js', import.meta.url);
+const POOL_TASKS = new URL('./pool-tasks.js', import.meta.url);
 
 /** A chain of FULLY_CONNECTED layers (float32, `zeros` of the weights zero at random positions). */
 function fullyConnectedModel(widths: number[], zeros: number, seed = 7): Uint8Array {
@@ -132,6 +133,39 @@ describe('worker pool', () => {
       await pool.close();
     }
     await assert.rejects(pool.run(ANALYZE_TASK, { bytes: [weight], params: spec }), /closed/);
+  });
+
+  test('with this thread working: both threads run tasks, largest input first, same results, errors from either thread', async () => {
+    const { startedHere } = await import('./pool-tasks.js');
+    const sizes = [3, 70, 5, 900, 64, 64, 1, 300, 12, 512];
+    const inputs = sizes.map((n, i) => Uint8Array.from({ length: n }, (_, j) => (i * 7 + j) & 0xff));
+    const sum = (b: Uint8Array) => b.reduce((a, x) => a + x, 0);
+    // This thread alone (no worker): it starts the tasks in order of input size, largest first.
+    const alone = new WorkerPool({ size: 1, modules: [POOL_TASKS], mainThread: true });
+    try {
+      assert.equal(alone.size, 1);
+      startedHere.length = 0;
+      const results = await Promise.all(inputs.map((b) => alone.run<{ threadId: number; sum: number }>('test/where', { bytes: [b], params: { ms: 0 } })));
+      assert.deepEqual(results.map((r) => r.sum), inputs.map(sum), 'each result belongs to its own task');
+      assert.deepEqual(startedHere, [...sizes].sort((a, b) => b - a));
+      await assert.rejects(alone.run('test/fail', { bytes: [], params: null }), /failed on purpose/);
+    } finally {
+      await alone.close();
+    }
+    // One worker and this thread: both take tasks; results in submission order whoever ran them.
+    const pool = new WorkerPool({ size: 2, modules: [POOL_TASKS], mainThread: true });
+    try {
+      assert.equal(pool.size, 2);
+      startedHere.length = 0;
+      const results = await Promise.all(inputs.map((b) => pool.run<{ threadId: number; sum: number }>('test/where', { bytes: [b], params: { ms: 20 } })));
+      assert.deepEqual(results.map((r) => r.sum), inputs.map(sum));
+      const threads = new Set(results.map((r) => r.threadId));
+      assert.ok(threads.has(0) && threads.size === 2, `tasks ran in this thread and in the worker (${[...threads].join(', ')})`);
+      assert.equal(startedHere.length, results.filter((r) => r.threadId === 0).length);
+      await assert.rejects(pool.run('test/fail', { bytes: [], params: null }), /failed on purpose/);
+    } finally {
+      await pool.close();
+    }
   });
 });
 

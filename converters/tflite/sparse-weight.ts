@@ -7,7 +7,7 @@
  */
 import { PrunepackError } from '../../src/errors.js';
 import { typedView, type DType, type NumericArray } from '../../src/model/dtype.js';
-import { denseFromSparsity, sparsityFromDense, type LevelFormat } from '../../src/sparsity/format-converter.js';
+import { denseFromSparsity, firstSparseMismatch, sparsityFromDense, type LevelFormat } from '../../src/sparsity/format-converter.js';
 import type { SparsityParams } from '../../src/sparsity/types.js';
 import { verifySparsity } from '../../src/sparsity/verify-sparsity.js';
 import type { TaskInput, TaskRegistry } from '../../src/parallel/types.js';
@@ -218,23 +218,34 @@ function nonzeroMask(dtype: DType, bytes: Uint8Array, count: number): { mask: Ui
   let negativeZeros = 0;
   const aligned = (width: number) => (bytes.byteOffset % width === 0 ? bytes : bytes.slice());
   // One loop per element type, each monomorphic; Int32 rather than Uint32 views keep the bit
-  // patterns in V8's small-integer range.
+  // patterns in V8's small-integer range. Branch-free: (-(bits without sign)) >>> 31 is 1 for a
+  // nonzero (pruned weights put zeros at random positions, where a branch mispredicts often).
   if (dtype === 'float32') {
     const b = aligned(4);
     const v = new Int32Array(b.buffer, b.byteOffset, count);
     for (let i = 0; i < count; i++) {
       const x = v[i]!;
-      if ((x & 0x7fffffff) !== 0) { mask[i] = 1; nonzeros++; } else if (x !== 0) negativeZeros++;
+      const nonzero = (-(x & 0x7fffffff)) >>> 31;
+      mask[i] = nonzero;
+      nonzeros += nonzero;
+      negativeZeros += (x ^ 0x80000000) === 0 ? 1 : 0;
     }
   } else if (dtype === 'float16') {
     const b = aligned(2);
     const v = new Uint16Array(b.buffer, b.byteOffset, count);
     for (let i = 0; i < count; i++) {
       const x = v[i]!;
-      if ((x & 0x7fff) !== 0) { mask[i] = 1; nonzeros++; } else if (x !== 0) negativeZeros++;
+      const nonzero = (-(x & 0x7fff)) >>> 31;
+      mask[i] = nonzero;
+      nonzeros += nonzero;
+      negativeZeros += x === 0x8000 ? 1 : 0;
     }
   } else {
-    for (let i = 0; i < count; i++) if (bytes[i] !== 0) { mask[i] = 1; nonzeros++; }
+    for (let i = 0; i < count; i++) {
+      const nonzero = (-bytes[i]!) >>> 31;
+      mask[i] = nonzero;
+      nonzeros += nonzero;
+    }
   }
   return { mask, nonzeros, negativeZeros };
 }
@@ -349,6 +360,10 @@ export function encodeSparseWeight(dense: Uint8Array, dtype: DType, shape: reado
   const stored = new Uint8Array(encoding.values.buffer, encoding.values.byteOffset, encoding.values.byteLength);
   if (stored.length === 0) throw new Error(`internal: empty sparse buffer for ${where}`);
   verifySparsity(encoding.params, shape, stored.length, elementBytes, { requireSortedIndices: true });
+  // The common layouts are checked against the dense values in one pass, without decoding; the
+  // others (and a mismatch, for its message) are decoded and compared.
+  const zeroTest = dtype === 'float16' ? 'float16' : undefined;
+  if (firstSparseMismatch(encoding.values, shape, encoding.params, values, zeroTest) === -1) return { params: encoding.params, stored };
   if (scratch.byteLength < dense.length) scratch = new ArrayBuffer(dense.length);
   const decoded = denseFromSparsity(encoding.values, shape, encoding.params, typedView(dtype, new Uint8Array(scratch, 0, dense.length)) ?? undefined);
   const mismatch = firstMismatch(values, decoded, dtype);

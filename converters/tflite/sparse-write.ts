@@ -225,7 +225,10 @@ async function planAndEncode(doc: TfliteDocument, options: SparsifyOptions) {
   }
 }
 
-/** A worker pool of up to `jobs` threads when the model has enough float32/float16/int8 weight bytes, else this thread. */
+/**
+ * A pool of up to `jobs` threads, this one included, when the model has enough float32/float16/int8
+ * weight bytes, else this thread alone.
+ */
 async function weightRunner(doc: TfliteDocument, jobs: number, minBytes: number): Promise<TaskRunner> {
   let bytes = 0;
   let weights = 0;
@@ -237,7 +240,8 @@ async function weightRunner(doc: TfliteDocument, jobs: number, minBytes: number)
   }
   if (jobs <= 1 || weights < 2 || bytes < minBytes) return inThreadRunner(weightTasks);
   const { WorkerPool } = await import('../../src/parallel/pool.js');
-  return new WorkerPool({ size: Math.min(jobs, weights), modules: [new URL('./sparse-weight.js', import.meta.url)] });
+  // This thread takes tasks too: `jobs` threads in all, jobs - 1 of them workers.
+  return new WorkerPool({ size: Math.min(jobs, weights), modules: [new URL('./sparse-weight.js', import.meta.url)], mainThread: true });
 }
 
 const ELEMENT_TYPES = new Set([TensorType.FLOAT32, TensorType.FLOAT16, TensorType.INT8]);

@@ -7,7 +7,9 @@ import { PrunepackError } from '../errors.js';
 import { protectInputFile, readModelSource, writeFileAtomic, type Chunk } from '../io/files.js';
 import { defaultJobs } from '../parallel/pool.js';
 import type { Model, WeightTensor } from '../model/types.js';
-import { dtypeBits, elementCount } from '../model/dtype.js';
+import { dtypeBits, elementCount, typedView } from '../model/dtype.js';
+import { firstSparseMismatch } from '../sparsity/format-converter.js';
+import { verifySparsity } from '../sparsity/verify-sparsity.js';
 import { formatBytes, formatInt, percent, table } from './format.js';
 import { tfliteDocumentOf } from '../../converters/tflite/index.js';
 import { tensorDType } from '../../converters/tflite/model-view.js';
@@ -402,7 +404,32 @@ export function verifyWeightsEqual(a: Model, b: Model): void {
  */
 function verifyReadBack(input: Model, file: string, name: string): void {
   const written = readModel({ ...readModelSource(file), path: name }).model;
-  compareWeights(input, new Map(written.weights.map((w) => [w.name, w])), reusingDecoder(input.format), reusingDecoder(written.format));
+  compareWeights(input, new Map(written.weights.map((w) => [w.name, w])), reusingDecoder(input.format), reusingDecoder(written.format),
+    written.format === 'tflite' ? sparseEqualsDense : undefined);
+}
+
+/**
+ * True when the TFLite sparse weight `w` holds exactly the dense bytes `dense` (zeros of either
+ * sign equal), checked without decoding it: the sparsity verifier, then one pass over the stored
+ * values and the dense bytes (firstSparseMismatch, for the layouts our writer emits). False when
+ * that check does not apply or finds a difference: the caller then decodes and compares (and
+ * names the difference).
+ */
+function sparseEqualsDense(dense: Uint8Array, w: WeightTensor): boolean {
+  if (!w.sparsity || (w.dtype !== 'float32' && w.dtype !== 'float16' && w.dtype !== 'int8')) return false;
+  const params = w.sparsity as SparsityParams;
+  const elementSize = dtypeBits(w.dtype) / 8;
+  const stored = w.bytes;
+  if (dense.length !== elementCount(w.shape) * elementSize) return false;
+  try {
+    verifySparsity(params, w.shape, stored.length, elementSize);
+  } catch {
+    return false; // the decode reports it, with the weight's name
+  }
+  const values = typedView(w.dtype, stored);
+  const expected = typedView(w.dtype, dense);
+  if (!values || !expected) return false;
+  return firstSparseMismatch(values, w.shape, params, expected, w.dtype === 'float16' ? 'float16' : undefined) === -1;
 }
 
 /**
@@ -423,14 +450,17 @@ function reusingDecoder(format: string): (w: WeightTensor) => Uint8Array {
 
 /**
  * Compares every weight of `a` with the same-named entry of `others`, removing each entry once
- * compared; `denseA` / `denseB` decode a weight (default: its denseBytes()).
+ * compared; `denseA` / `denseB` decode a weight (default: its denseBytes()); `equalWithoutDecoding`
+ * may prove an entry equal to `a`'s dense bytes first (then it is not decoded).
  */
-function compareWeights(a: Model, others: Map<string, WeightTensor>, denseA = (w: WeightTensor) => w.denseBytes(), denseB = denseA): void {
+function compareWeights(a: Model, others: Map<string, WeightTensor>, denseA = (w: WeightTensor) => w.denseBytes(), denseB = denseA,
+  equalWithoutDecoding?: (dense: Uint8Array, w: WeightTensor) => boolean): void {
   for (const w of a.weights) {
     const other = others.get(w.name);
     if (!other) throw new PrunepackError('VERIFY_FAILED', 'a weight is missing from the output', { location: w.name });
     others.delete(w.name);
     const x = denseA(w);
+    if (equalWithoutDecoding?.(x, other)) continue;
     const y = denseB(other);
     if (x.length === y.length && Buffer.compare(x, y) === 0) continue;
     const at = x.length === y.length && w.dtype === other.dtype ? firstDifference(x, y, w.dtype) : 0;

@@ -4,8 +4,10 @@
  * - Byte arrays backed by a SharedArrayBuffer reach the worker as views of the same memory (no
  *   copy); other byte arrays are copied once (only their own bytes, never the whole buffer they
  *   are a view of). Byte arrays in a result are transferred back, not copied.
- * - One task per worker at a time, handed out in submission order; results resolve per task, so
- *   callers that need a deterministic output order keep their own order (e.g. Promise.all).
+ * - Tasks are handed out largest input first (tasks submitted in the same tick are ordered
+ *   together), one per worker at a time; with `mainThread` this thread runs tasks too and each
+ *   worker holds one more in reserve. Results resolve per task, so callers that need a
+ *   deterministic output order keep their own order (e.g. Promise.all).
  * - Results: return fresh arrays (their buffers are transferred, i.e. detached in the worker).
  * - Idle workers do not keep the process alive; `close()` ends them.
  * - A task that throws rejects with the same error (PrunepackError with its code and details).
@@ -14,26 +16,35 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { PrunepackError, type ErrorCode } from '../errors.js';
 import type { TaskRunner } from './runner.js';
-import type { TaskInput } from './types.js';
+import type { TaskInput, TaskRegistry } from './types.js';
 
 export interface PoolOptions {
-  /** Number of threads (>= 1). */
+  /** Number of threads (>= 1), this one included when `mainThread`. */
   size: number;
   /** Modules exporting `tasks: TaskRegistry`, as file URLs. */
   modules: ReadonlyArray<URL | string>;
+  /**
+   * This thread runs tasks too, as one of the `size` threads (so `size - 1` workers): between two
+   * of its tasks it hands out work and takes results, and each worker then holds a second task in
+   * reserve (while the queue is long) so that it never waits for this thread to finish one.
+   */
+  mainThread?: boolean;
 }
 
 interface Pending {
   id: number;
   task: string;
   input: TaskInput;
+  /** Bytes of the input: the queue hands out the largest first. */
+  cost: number;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
 
 interface Slot {
   worker: Worker;
-  busy: Pending | null;
+  /** Tasks sent to the worker and not answered yet, by id (a worker runs them in order). */
+  busy: Map<number, Pending>;
 }
 
 /** Threads the machine offers (os.availableParallelism where Node has it). */
@@ -44,7 +55,13 @@ export function defaultJobs(): number {
 
 export class WorkerPool implements TaskRunner {
   private readonly slots: Slot[] = [];
+  /** Waiting tasks, largest input first (ties: submission order). */
   private readonly queue: Pending[] = [];
+  private readonly modules: string[];
+  private readonly mainThread: boolean;
+  private mainTasks: Promise<TaskRegistry> | null = null;
+  private mainBusy = false;
+  private dispatchScheduled = false;
   private nextId = 1;
   private failure: Error | null = null;
   private closed = false;
@@ -53,10 +70,12 @@ export class WorkerPool implements TaskRunner {
     if (!Number.isInteger(options.size) || options.size < 1) {
       throw new PrunepackError('INVALID_ARGUMENT', 'invalid worker pool size', { expected: 'an integer >= 1', found: String(options.size) });
     }
-    const modules = options.modules.map((m) => String(m));
-    for (let i = 0; i < options.size; i++) {
-      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { modules } });
-      const slot: Slot = { worker, busy: null };
+    this.modules = options.modules.map((m) => String(m));
+    this.mainThread = options.mainThread ?? false;
+    const workers = this.mainThread ? options.size - 1 : options.size;
+    for (let i = 0; i < workers; i++) {
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { modules: this.modules } });
+      const slot: Slot = { worker, busy: new Map() };
       worker.on('message', (message: WorkerReply) => this.onReply(slot, message));
       worker.on('error', (error) => this.fail(error));
       worker.on('exit', (code) => { if (!this.closed) this.fail(new Error(`worker thread exited with code ${code}`)); });
@@ -66,15 +85,27 @@ export class WorkerPool implements TaskRunner {
   }
 
   get size(): number {
-    return this.slots.length;
+    return this.slots.length + (this.mainThread ? 1 : 0);
   }
 
   run<T>(task: string, input: TaskInput): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new Error('worker pool is closed'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, task, input, resolve: resolve as (value: unknown) => void, reject });
-      this.dispatch();
+      const cost = input.bytes.reduce((n, b) => n + b.byteLength, 0);
+      // Binary insertion after every task at least as large: largest first, FIFO among equals.
+      let lo = 0;
+      let hi = this.queue.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.queue[mid]!.cost >= cost) lo = mid + 1; else hi = mid;
+      }
+      this.queue.splice(lo, 0, { id: this.nextId++, task, input, cost, resolve: resolve as (value: unknown) => void, reject });
+      // Tasks submitted together (e.g. in one map) are ordered before the first is handed out.
+      if (!this.dispatchScheduled) {
+        this.dispatchScheduled = true;
+        queueMicrotask(() => { this.dispatchScheduled = false; this.dispatch(); });
+      }
     });
   }
 
@@ -85,23 +116,52 @@ export class WorkerPool implements TaskRunner {
   }
 
   private dispatch(): void {
-    for (const slot of this.slots) {
-      if (slot.busy) continue;
-      const next = this.queue.shift();
-      if (!next) return;
-      slot.busy = next;
-      slot.worker.ref();
-      const bytes = next.input.bytes.map(shareOrCopy);
-      const transfer = bytes.filter((b, i) => b !== next.input.bytes[i]).map((b) => b.buffer as ArrayBuffer);
-      slot.worker.postMessage({ id: next.id, task: next.task, bytes, params: next.input.params }, transfer);
+    if (this.failure) return;
+    // One task each first, then (with this thread working) a second one in reserve per worker
+    // while the queue holds more than one task per thread.
+    for (const depth of this.mainThread ? [1, 2] : [1]) {
+      for (const slot of this.slots) {
+        if (slot.busy.size >= depth || !this.queue.length) continue;
+        if (depth > 1 && this.queue.length <= this.size) continue;
+        this.send(slot, this.queue.shift()!);
+      }
+      if (this.mainThread && !this.mainBusy && this.queue.length) this.runHere(this.queue.shift()!);
     }
   }
 
+  private send(slot: Slot, next: Pending): void {
+    slot.busy.set(next.id, next);
+    slot.worker.ref();
+    const bytes = next.input.bytes.map(shareOrCopy);
+    const transfer = bytes.filter((b, i) => b !== next.input.bytes[i]).map((b) => b.buffer as ArrayBuffer);
+    slot.worker.postMessage({ id: next.id, task: next.task, bytes, params: next.input.params }, transfer);
+  }
+
+  /** Runs a task in this thread in its own macrotask, so that worker replies are taken between two tasks. */
+  private runHere(next: Pending): void {
+    this.mainBusy = true;
+    this.mainTasks ??= Promise.all(this.modules.map(async (url) => ((await import(url)) as { tasks: TaskRegistry }).tasks))
+      .then((registries) => Object.assign({}, ...registries) as TaskRegistry);
+    void this.mainTasks.then((tasks) => new Promise<void>((done) => setImmediate(() => {
+      try {
+        const fn = tasks[next.task];
+        if (!fn) throw new Error(`unknown task ${next.task}`);
+        next.resolve(fn({ bytes: next.input.bytes, params: next.input.params }));
+      } catch (e) {
+        next.reject(e);
+      }
+      done();
+    }))).catch((e: unknown) => next.reject(e)).finally(() => {
+      this.mainBusy = false;
+      this.dispatch();
+    });
+  }
+
   private onReply(slot: Slot, reply: WorkerReply): void {
-    const pending = slot.busy;
-    slot.busy = null;
-    slot.worker.unref();
-    if (pending && pending.id === reply.id) {
+    const pending = slot.busy.get(reply.id);
+    slot.busy.delete(reply.id);
+    if (!slot.busy.size) slot.worker.unref();
+    if (pending) {
       if (reply.ok) pending.resolve(reply.result);
       else pending.reject(reviveError(reply.error));
     }
@@ -112,8 +172,8 @@ export class WorkerPool implements TaskRunner {
     if (this.failure) return;
     this.failure = error;
     for (const slot of this.slots) {
-      slot.busy?.reject(error);
-      slot.busy = null;
+      for (const p of slot.busy.values()) p.reject(error);
+      slot.busy.clear();
     }
     for (const p of this.queue.splice(0)) p.reject(error);
     for (const slot of this.slots) void slot.worker.terminate();

@@ -4,6 +4,8 @@
  * reimplemented as two flat, iterative passes over typed arrays:
  *   pass 1 counts the stored positions of every sparse level, so every array is allocated once;
  *   pass 2 fills indices, segment counts and values.
+ * The common layouts (every original level dense but the last: CSR over rows, 1x4 / 1x16 blocks)
+ * take a fast path with the same output (lastLevelCsr below); everything else the generic walk.
  * Differences from the reference, on purpose: a block size that does not divide its dimension is
  * rejected (the reference silently drops the tail), and so are unsorted block maps, which the
  * reference misreads.
@@ -160,6 +162,36 @@ export function sparsityFromDense<T extends NumericArray>(
   levelFormats: readonly LevelFormat[],
   isZero?: ZeroTest,
 ): SparseEncoding<T> {
+  return encodeDense(dense, shape, traversalOrder, blockMap, blockSize, levelFormats, isZero, true);
+}
+
+/**
+ * sparsityFromDense without the fast path: the generic two-pass walk for every layout. The output
+ * is the same (byte for byte, with one exception: float32 signaling NaNs, which the generic walk
+ * copies as numbers and the fast path copies as bits). Exported for the tests that compare the two.
+ */
+export function sparsityFromDenseGeneric<T extends NumericArray>(
+  dense: T,
+  shape: readonly number[],
+  traversalOrder: readonly number[],
+  blockMap: readonly number[],
+  blockSize: readonly number[],
+  levelFormats: readonly LevelFormat[],
+  isZero?: ZeroTest,
+): SparseEncoding<T> {
+  return encodeDense(dense, shape, traversalOrder, blockMap, blockSize, levelFormats, isZero, false);
+}
+
+function encodeDense<T extends NumericArray>(
+  dense: T,
+  shape: readonly number[],
+  traversalOrder: readonly number[],
+  blockMap: readonly number[],
+  blockSize: readonly number[],
+  levelFormats: readonly LevelFormat[],
+  isZero: ZeroTest | undefined,
+  fast: boolean,
+): SparseEncoding<T> {
   // ---- arguments ----
   const n = shape.length;
   if (n < 1) throw invalidArgument('sparse encoding needs a tensor of rank >= 1', 'shape', 'rank >= 1', '[]');
@@ -256,6 +288,14 @@ export function sparsityFromDense<T extends NumericArray>(
         });
       default: mode = ZeroMode.Numeric;
     }
+  }
+
+  // ---- fast path: the last original level sparse, every other level dense, at most one block ----
+  if (fast && lastSparse === n - 1 && k <= 1 && elementCount <= 0x7fffffff && (mode === ZeroMode.Numeric || mode === ZeroMode.Masked)) {
+    let onlyLast = true;
+    for (let l = 0; l < n - 1; l++) if (sparse[l]) onlyLast = false;
+    const bits = onlyLast ? zeroTestBits(dense, mode === ZeroMode.Masked ? mask : -1) : null;
+    if (bits) return lastLevelCsr(dense, bits.view, bits.mask, size, stride, n, k, traversalOrder, blockMap);
   }
 
   // ---- walk (pass 1 counts, pass 2 fills) ----
@@ -382,6 +422,307 @@ function denseMetadata(size: Float64Array, levels: number): DimensionMetadata[] 
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fast path: the layouts TFLite's own exporter and FULLY_CONNECTED use, every original level DENSE
+// but the last one (SPARSE_CSR), with no block or one block level (CSR over rows, 1x4 / 1x16
+// blocks). The elements are read and copied as integer bit patterns, and the element test is
+// branch-free: (-(bits & mask)) >>> 31 is 1 for a stored element, 0 for a zero. Anything else
+// (sparse outer levels, several blocks, predicates, BigInt, float64) takes the generic walk.
+
+type BitView = Int32Array | Uint16Array | Uint8Array;
+
+/**
+ * An integer view of `a`'s elements whose masked bits are zero exactly when the element is zero
+ * under the zero test (`maskedBy` >= 0: ZeroMode.Masked with that mask; -1: the numeric rule), or
+ * null when the fast path does not apply. The mask fits 31 bits, so `bits & mask` is never negative.
+ */
+function zeroTestBits(a: NumericArray, maskedBy: number): { view: BitView; mask: number } | null {
+  if (a instanceof Float32Array) {
+    // value === 0 is true for +0 and -0 only (NaN has exponent bits): the bits without the sign.
+    return maskedBy < 0 ? { view: new Int32Array(a.buffer, a.byteOffset, a.length), mask: 0x7fffffff } : null;
+  }
+  if (a instanceof Uint16Array || a instanceof Int16Array) {
+    return { view: new Uint16Array(a.buffer, a.byteOffset, a.length), mask: maskedBy < 0 ? 0xffff : maskedBy & 0xffff };
+  }
+  if (a instanceof Uint8Array || a instanceof Int8Array) {
+    return { view: new Uint8Array(a.buffer, a.byteOffset, a.length), mask: maskedBy < 0 ? 0xff : maskedBy & 0xff };
+  }
+  return null;
+}
+
+/** The same kind of integer view over another array of the same element type (for copying values as bits). */
+function sameBits(view: BitView, a: NumericArray): BitView {
+  if (view instanceof Int32Array) return new Int32Array(a.buffer, a.byteOffset, a.length);
+  if (view instanceof Uint16Array) return new Uint16Array(a.buffer, a.byteOffset, a.length);
+  return new Uint8Array(a.buffer, a.byteOffset, a.length);
+}
+
+/** Stored units (elements, or blocks of `b` elements `bStride` apart) of one row. */
+function countRow(bits: BitView, mask: number, offset: number, units: number, step: number, b: number, bStride: number): number {
+  let count = 0;
+  if (b === 1) {
+    for (let j = 0, o = offset; j < units; j++, o += step) count += (-(bits[o]! & mask)) >>> 31;
+  } else {
+    for (let j = 0, o = offset; j < units; j++, o += step) {
+      let any = 0;
+      for (let e = 0, p = o; e < b; e++, p += bStride) any |= bits[p]!;
+      count += (-(any & mask)) >>> 31;
+    }
+  }
+  return count;
+}
+
+/** Index of the last stored unit of a row that has one. */
+function lastStored(bits: BitView, mask: number, offset: number, units: number, step: number, b: number, bStride: number): number {
+  for (let j = units - 1; j >= 0; j--) {
+    let any = 0;
+    for (let e = 0, p = offset + j * step; e < b; e++, p += bStride) any |= bits[p]!;
+    if ((any & mask) !== 0) return j;
+  }
+  return -1;
+}
+
+/**
+ * Writes the stored units of one row at positions k..end-1 (end - k of them, counted before).
+ * Every unit is written at position k and k advances only past a stored one, so the next unit
+ * overwrites a zero; the loop ends at the row's last stored unit, so nothing is written past end.
+ */
+function fillRow(bits: BitView, mask: number, offset: number, step: number, b: number, bStride: number,
+  indices: IndexVector, values: BitView, k: number, end: number): void {
+  if (b === 1) {
+    for (let j = 0, o = offset; k < end; j++, o += step) {
+      const x = bits[o]!;
+      indices[k] = j;
+      values[k] = x;
+      k += (-(x & mask)) >>> 31;
+    }
+    return;
+  }
+  for (let j = 0, o = offset; k < end; j++, o += step) {
+    let any = 0;
+    for (let e = 0, p = o, q = k * b; e < b; e++, p += bStride, q++) {
+      const x = bits[p]!;
+      values[q] = x;
+      any |= x;
+    }
+    indices[k] = j;
+    k += (-(any & mask)) >>> 31;
+  }
+}
+
+/**
+ * Dense offset of each row (every level above the sparse one), in traversal order, by an odometer.
+ * The fast path runs on tensors of fewer than 2^31 elements only, so offsets, sizes and strides are
+ * small integers (int32 arithmetic in the loops, no double-to-index conversions).
+ */
+function rowOffsets(size: Float64Array, stride: Float64Array, sparseLevel: number, rows: number): Int32Array {
+  const offsets = new Int32Array(rows);
+  const coord = new Float64Array(sparseLevel);
+  let offset = 0;
+  for (let r = 0; r < rows; r++) {
+    offsets[r] = offset;
+    let l = sparseLevel - 1;
+    while (l >= 0) {
+      coord[l]!++;
+      offset += stride[l]!;
+      if (coord[l]! < size[l]!) break;
+      offset -= stride[l]! * size[l]!;
+      coord[l] = 0;
+      l--;
+    }
+  }
+  return offsets;
+}
+
+/** sparsityFromDense for the layouts of the fast path (see above); same output as the generic walk. */
+function lastLevelCsr<T extends NumericArray>(dense: T, bits: BitView, mask: number, size: Float64Array, stride: Float64Array,
+  n: number, k: number, traversalOrder: readonly number[], blockMap: readonly number[]): SparseEncoding<T> {
+  const s = n - 1;
+  let rows = 1;
+  for (let l = 0; l < s; l++) rows *= size[l]!;
+  if (rows + 1 > 0x7fffffff) {
+    throw new PrunepackError('UNSUPPORTED', 'sparse level too large for Int32 index vectors', {
+      location: `level ${s}`, expected: 'fewer than 2^31 stored positions', found: String(rows),
+    });
+  }
+  const units = size[s]! | 0;
+  const step = stride[s]! | 0;
+  const b = k ? size[n]! | 0 : 1;
+  const bStride = k ? stride[n]! | 0 : 0;
+  const offsets = rowOffsets(size, stride, s, rows);
+
+  // Pass 1: stored units per row (cumulative: the segments) and the largest stored unit index.
+  const segments = new Int32Array(rows + 1);
+  let total = 0;
+  let maxIndex = 0;
+  for (let r = 0; r < rows; r++) {
+    const count = countRow(bits, mask, offsets[r]!, units, step, b, bStride);
+    if (count) {
+      const last = lastStored(bits, mask, offsets[r]!, units, step, b, bStride);
+      if (last > maxIndex) maxIndex = last;
+    }
+    total += count;
+    if (total > 0x7fffffff) {
+      throw new PrunepackError('UNSUPPORTED', 'sparse level too large for Int32 index vectors', {
+        location: `level ${s}`, expected: 'fewer than 2^31 stored positions', found: String(rows),
+      });
+    }
+    segments[r + 1] = total;
+  }
+
+  // Pass 2: indices at the narrowest width (what narrowestIndexVector picks), values as bits.
+  const indices: IndexVector = maxIndex <= 0xff ? new Uint8Array(total) : maxIndex <= 0xffff ? new Uint16Array(total) : new Int32Array(total);
+  const values = allocateLike(dense, total * b);
+  const valueBits = sameBits(bits, values);
+  for (let r = 0; r < rows; r++) {
+    fillRow(bits, mask, offsets[r]!, step, b, bStride, indices, valueBits, segments[r]!, segments[r + 1]!);
+  }
+
+  const levels = n + k;
+  const dimMetadata = denseMetadata(size, levels);
+  dimMetadata[s] = { format: 'SPARSE_CSR', segments: narrowestIndexVector(segments), indices };
+  return { params: { traversalOrder: [...traversalOrder], blockMap: [...blockMap], dimMetadata }, values };
+}
+
+/** Integer view of a decode's source or target for a bit-exact copy, or null (BigInt, float64: generic decode). */
+function copyBits(a: NumericArray): BitView | null {
+  if (a instanceof Float32Array || a instanceof Int32Array || a instanceof Uint32Array) return new Int32Array(a.buffer, a.byteOffset, a.length);
+  if (a instanceof Uint16Array || a instanceof Int16Array) return new Uint16Array(a.buffer, a.byteOffset, a.length);
+  if (a instanceof Uint8Array || a instanceof Int8Array) return new Uint8Array(a.buffer, a.byteOffset, a.length);
+  return null;
+}
+
+/**
+ * denseFromSparsity for the fast path's layouts (verified metadata; `dst` zeroed): scatters each
+ * row's stored units. Returns false (nothing written) for any other layout.
+ */
+function scatterLastLevelCsr(values: NumericArray, dst: NumericArray, params: SparsityParams, n: number, size: Float64Array, stride: Float64Array): boolean {
+  const levels = params.traversalOrder.length;
+  const k = levels - n;
+  if (k > 1 || dst.length > 0x7fffffff) return false;
+  for (let l = 0; l < levels; l++) if ((params.dimMetadata[l]!.format === 'SPARSE_CSR') !== (l === n - 1)) return false;
+  const src = copyBits(values);
+  const out = copyBits(dst);
+  if (!src || !out || src.constructor !== out.constructor) return false;
+  const s = n - 1;
+  const level = params.dimMetadata[s] as Extract<DimensionMetadata, { format: 'SPARSE_CSR' }>;
+  const segments = level.segments;
+  const indices = level.indices;
+  let rows = 1;
+  for (let l = 0; l < s; l++) rows *= size[l]!;
+  const offsets = rowOffsets(size, stride, s, rows);
+  const step = stride[s]! | 0;
+  const b = k ? size[n]! | 0 : 1;
+  const bStride = k ? stride[n]! | 0 : 0;
+  for (let r = 0; r < rows; r++) {
+    const base = offsets[r]!;
+    const end = segments[r + 1]!;
+    if (b === 1) {
+      for (let q = segments[r]!; q < end; q++) out[base + indices[q]! * step] = src[q]!;
+    } else {
+      for (let q = segments[r]!; q < end; q++) {
+        for (let e = 0, p = base + indices[q]! * step, v = q * b; e < b; e++, p += bStride, v++) out[p] = src[v]!;
+      }
+    }
+  }
+  return true;
+}
+
+/**
+ * Checks stored `values` with verified `params` against the dense tensor they encode, without
+ * decoding: the row-major index of an element where the decode would differ from `dense` other
+ * than by a zero of either sign (the rule of `isZero`, as in sparsityFromDense; the first such
+ * element in traversal order), -1 when none; null
+ * when the layout is not one of the fast path's (or an index is not strictly increasing inside its
+ * row): decode with denseFromSparsity and compare instead. One pass over each row: every stored
+ * unit equals the dense elements it covers, and the row has no more nonzero elements than the
+ * stored units hold, so no nonzero lies outside them. Used by the writer's check of every weight
+ * and by the read-back of `convert`.
+ */
+export function firstSparseMismatch(values: NumericArray, shape: readonly number[], params: SparsityParams, dense: NumericArray, isZero?: ZeroTest): number | null {
+  const n = shape.length;
+  const levels = params.traversalOrder.length;
+  const k = levels - n;
+  if (n < 1 || k < 0 || k > 1 || params.dimMetadata.length !== levels) return null;
+  for (let l = 0; l < levels; l++) if ((params.dimMetadata[l]!.format === 'SPARSE_CSR') !== (l === n - 1)) return null;
+  const maskedBy = isZero === 'float16' || isZero === 'bfloat16' ? 0x7fff : isZero === 'float8e4m3fn' || isZero === 'float8e5m2' ? 0x7f
+    : isZero === undefined || (typeof isZero === 'string' && isZero !== 'float8e8m0') ? -1 : null;
+  if (maskedBy === null) return null;
+  const test = zeroTestBits(dense, maskedBy);
+  if (!test || values.constructor !== dense.constructor) return null;
+  const bits = test.view;
+  const mask = test.mask;
+  const stored = sameBits(bits, values);
+  const blockSize: number[] = k ? [(params.dimMetadata[n] as { denseSize: number }).denseSize] : [];
+  const layout = levelLayout(shape, params.traversalOrder, params.blockMap, blockSize);
+  if (layout.elementCount !== dense.length || dense.length > 0x7fffffff) return null;
+  const size = layout.size;
+  const stride = layout.stride;
+  const s = n - 1;
+  const level = params.dimMetadata[s] as Extract<DimensionMetadata, { format: 'SPARSE_CSR' }>;
+  const segments = level.segments;
+  const indices = level.indices;
+  let rows = 1;
+  for (let l = 0; l < s; l++) rows *= size[l]!;
+  const offsets = rowOffsets(size, stride, s, rows);
+  const units = size[s]! | 0;
+  const step = stride[s]! | 0;
+  const b = k ? size[n]! | 0 : 1;
+  const bStride = k ? stride[n]! | 0 : 0;
+  for (let r = 0; r < rows; r++) {
+    const base = offsets[r]!;
+    const end = segments[r + 1]!;
+    let previous = -1;
+    let storedNonzeros = 0;
+    if (b === 1) {
+      for (let q = segments[r]!; q < end; q++) {
+        const j = indices[q]!;
+        if (j <= previous || j >= units) return null;
+        previous = j;
+        const p = base + j * step;
+        const x = bits[p]!;
+        const y = stored[q]!;
+        if (x !== y && ((x | y) & mask) !== 0) return p;
+        storedNonzeros += (-(y & mask)) >>> 31;
+      }
+    } else for (let q = segments[r]!; q < end; q++) {
+      const j = indices[q]!;
+      if (j <= previous || j >= units) return null;
+      previous = j;
+      for (let e = 0, p = base + j * step, v = q * b; e < b; e++, p += bStride, v++) {
+        const x = bits[p]!;
+        const y = stored[v]!;
+        if (x !== y && ((x | y) & mask) !== 0) return p;
+        storedNonzeros += (-(y & mask)) >>> 31;
+      }
+    }
+    if (countElements(bits, mask, base, units, step, b, bStride) !== storedNonzeros) {
+      return firstUnstoredNonzero(bits, mask, base, units, step, b, bStride, indices, segments[r]!, end);
+    }
+  }
+  return -1;
+}
+
+/** Nonzero elements of one row (every element of every unit). */
+function countElements(bits: BitView, mask: number, offset: number, units: number, step: number, b: number, bStride: number): number {
+  if (b === 1) return countRow(bits, mask, offset, units, step, 1, 0);
+  let count = 0;
+  for (let j = 0, o = offset; j < units; j++, o += step) {
+    for (let e = 0, p = o; e < b; e++, p += bStride) count += (-(bits[p]! & mask)) >>> 31;
+  }
+  return count;
+}
+
+/** Dense offset of the first nonzero element of a row outside its stored units (q..end-1, sorted). */
+function firstUnstoredNonzero(bits: BitView, mask: number, offset: number, units: number, step: number, b: number, bStride: number,
+  indices: IndexVector, q: number, end: number): number {
+  for (let j = 0, o = offset; j < units; j++, o += step) {
+    if (q < end && indices[q] === j) { q++; continue; }
+    for (let e = 0, p = o; e < b; e++, p += bStride) if ((bits[p]! & mask) !== 0) return p;
+  }
+  return offset; // unreachable when the counts differed
+}
+
 /** Scratch coordinates for copyTraversal (levels never exceed this in practice; grown on demand). */
 let scratch = new Float64Array(16);
 
@@ -424,6 +765,16 @@ function copyTraversal(src: NumericArray, base: number, size: Float64Array, stri
  */
 export function denseFromSparsity<T extends NumericArray>(values: T, shape: readonly number[],
   params: SparsityParams, out?: T): T {
+  return decodeSparse(values, shape, params, out, true);
+}
+
+/** denseFromSparsity without the fast path (the generic walk for every layout); for the tests that compare the two. */
+export function denseFromSparsityGeneric<T extends NumericArray>(values: T, shape: readonly number[],
+  params: SparsityParams, out?: T): T {
+  return decodeSparse(values, shape, params, out, false);
+}
+
+function decodeSparse<T extends NumericArray>(values: T, shape: readonly number[], params: SparsityParams, out: T | undefined, fast: boolean): T {
   verifySparsity(params, [...shape], values.length);
   const n = shape.length;
   const levels = params.traversalOrder.length;
@@ -447,6 +798,7 @@ export function denseFromSparsity<T extends NumericArray>(values: T, shape: read
 
   const size = layout.size;
   const stride = layout.stride;
+  if (fast && scatterLastLevelCsr(values, dense, params, n, size, stride)) return dense;
   const segments: (IndexVector | null)[] = [];
   const indices: (IndexVector | null)[] = [];
   for (let l = 0; l < levels; l++) {
