@@ -276,7 +276,84 @@ describe('the input\'s external data files (Model.companionFiles)', () => {
     }
     const replaced = cli('convert', input, '--to', 'onnx', '-o', data, '--force', '--no-verify');
     assert.equal(replaced.status, 2, replaced.stderr);
-    assert.match(replaced.stderr, /would replace the input/);
+    assert.match(replaced.stderr, /would replace (the input|an external data file the input model reads)/);
     assert.deepEqual(fs.readFileSync(data), dataBytes);
+  });
+
+  const cli = (...args: string[]) => spawnSync(process.execPath, [repoPath('dist', 'src', 'cli', 'bin.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
+  // 64 x 32 float32 (8 KiB, 80% zeros: external at the CLI's 1 KiB threshold, sparse in onnx-sparse) and 32 x 4 (512 B: inline).
+  const r3 = mulberry32(11);
+  const B1 = new Uint8Array(Float32Array.from({ length: 64 * 32 }, () => (r3() < 0.8 ? 0 : r3() - 0.5)).buffer);
+  const B2 = new Uint8Array(Float32Array.from({ length: 32 * 4 }, () => r3() - 0.5).buffer);
+  const bigger = (s1: TensorStorageSpec, s2: TensorStorageSpec) => encodeOnnxModel({
+    irVersion: 8, opsets: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'ext-cli',
+      nodes: [{ opType: 'MatMul', inputs: ['x', 'W1'], outputs: ['h'] }, { opType: 'MatMul', inputs: ['h', 'W2'], outputs: ['y'] }],
+      initializers: [
+        { name: 'W1', dtype: 'float32', dims: [64, 32], data: B1, storage: s1 },
+        { name: 'W2', dtype: 'float32', dims: [32, 4], data: B2, storage: s2 },
+      ],
+      inputs: [{ name: 'x', dtype: 'float32', dims: [1, 64] }],
+      outputs: [{ name: 'y', dtype: 'float32', dims: [1, 4] }],
+    },
+  });
+
+  test('convert keeps external data external (streamed by writeOnnxFiles), verified in onnxruntime; the input\'s data is untouched', () => {
+    const dir = path.join(root, 'cli-external');
+    fs.mkdirSync(dir);
+    const dataBytes = Buffer.concat([Buffer.from(B1), Buffer.from(B2)]);
+    fs.writeFileSync(path.join(dir, 'weights.bin'), dataBytes);
+    const input = path.join(dir, 'in.onnx');
+    fs.writeFileSync(input, bigger(
+      { external: { location: 'weights.bin', offset: 0, length: B1.length } },
+      { external: { location: 'weights.bin', offset: B1.length, length: B2.length } },
+    ));
+    for (const target of ['onnx', 'onnx-sparse']) {
+      const out = path.join(dir, `${target}.onnx`);
+      const r = cli('convert', input, '--to', target, '-o', out, '--json');
+      assert.equal(r.status, 0, r.stderr);
+      const summary = JSON.parse(r.stdout) as { externalData: string | null; externalBytes: number; modelBytes: number; runtime: { bitIdentical: boolean } | null; weightsVerified: number };
+      assert.equal(summary.modelBytes, fs.statSync(out).size);
+      assert.equal(summary.runtime?.bitIdentical, true);
+      assert.equal(summary.weightsVerified, 2);
+      const back = openModel(out).model;
+      if (target === 'onnx') {
+        // W1 (8 KiB) external, W2 (512 B) inline.
+        assert.equal(summary.externalData, path.join(dir, 'onnx.onnx.data'));
+        assert.equal(summary.externalBytes, B1.length);
+        assert.equal(fs.statSync(summary.externalData).size, B1.length);
+        assert.deepEqual(back.companionFiles, [fs.realpathSync(summary.externalData)]);
+      } else {
+        // W1 is stored as a (smaller, inline) sparse tensor, W2 is under the threshold: no data file.
+        assert.equal(summary.externalData, null);
+        assert.equal(back.companionFiles, undefined);
+      }
+      assert.deepEqual(Buffer.from(back.weights.find((w) => w.name === 'W2')!.denseBytes()), Buffer.from(B2));
+      assert.deepEqual(Buffer.from(back.weights.find((w) => w.name === 'W1')!.denseBytes()), Buffer.from(B1));
+    }
+    assert.deepEqual(fs.readFileSync(path.join(dir, 'weights.bin')), dataBytes);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['in.onnx', 'onnx-sparse.onnx', 'onnx.onnx', 'onnx.onnx.data', 'weights.bin']);
+  });
+
+  test('--external-data F moves an inline model\'s tensors to F; only ONNX targets take it', () => {
+    const dir = path.join(root, 'cli-external-flag');
+    fs.mkdirSync(dir);
+    const input = path.join(dir, 'inline.onnx');
+    fs.writeFileSync(input, bigger('raw', 'raw'));
+    const out = path.join(dir, 'out.onnx');
+    const r = cli('convert', input, '--to', 'onnx', '-o', out, '--external-data', 'tensors.bin');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /tensors\.bin/);
+    assert.match(r.stdout, /bit-identical outputs/);
+    const back = openModel(out).model;
+    assert.deepEqual(back.companionFiles, [fs.realpathSync(path.join(dir, 'tensors.bin'))]);
+    assert.deepEqual(Buffer.from(back.weights.find((w) => w.name === 'W1')!.denseBytes()), Buffer.from(B1));
+    const escaping = cli('convert', input, '--to', 'onnx', '-o', path.join(dir, 'esc.onnx'), '--external-data', '../x.bin');
+    assert.notEqual(escaping.status, 0);
+    assert.ok(!fs.existsSync(path.join(dir, 'esc.onnx')) && !fs.existsSync(path.join(root, 'x.bin')));
+    const tflite = cli('convert', repoPath('samples', 'cnn-synthetic-80.tflite'), '--to', 'tflite-sparse', '-o', path.join(dir, 'x.tflite'), '--external-data', 'x.bin');
+    assert.equal(tflite.status, 2, tflite.stderr);
+    assert.match(tflite.stderr, /--external-data applies to ONNX targets only/);
   });
 });

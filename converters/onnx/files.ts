@@ -79,6 +79,15 @@ function inlineSizeBound(doc: OnnxDocument, target: OnnxTarget): number {
   return size;
 }
 
+/**
+ * True when `model` written for `target` needs an external data file: the input reads one (its
+ * weights stay external), or the protobuf would reach 2 GiB with every tensor inline.
+ */
+export function onnxNeedsExternalData(model: Model, target: OnnxTarget): boolean {
+  const doc = onnxDocumentOf(model);
+  return doc.externalFiles.size > 0 || inlineSizeBound(doc, target) > MAX_PROTOBUF_BYTES;
+}
+
 /** Refuses a destination that is one of the external data files the model reads (by device and inode). */
 function refuseInputData(doc: OnnxDocument, dest: string, what: string): void {
   let target: fs.Stats;

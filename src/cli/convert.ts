@@ -7,7 +7,7 @@ import { PrunepackError } from '../errors.js';
 import { protectInputFile, readModelSource, writeFileAtomic, type Chunk } from '../io/files.js';
 import { defaultJobs } from '../parallel/pool.js';
 import type { Model, WeightTensor } from '../model/types.js';
-import { dtypeBits, elementCount, typedView } from '../model/dtype.js';
+import { byteLengthOf, dtypeBits, elementCount, typedView } from '../model/dtype.js';
 import { firstSparseMismatch } from '../sparsity/format-converter.js';
 import { verifySparsity } from '../sparsity/verify-sparsity.js';
 import { formatBytes, formatInt, percent, table } from './format.js';
@@ -24,6 +24,7 @@ import { assembleLayout, layoutTflite, type TfliteLayout } from '../../converter
 import { DEFAULT_OPTIMIZE, DEFAULT_RUNTIME, OPTIMIZE_GOALS, runtimeProfile, runtimeProfileNames, type OptimizeGoal } from '../../converters/tflite/latency.js';
 import { tfjsDocumentOf, type TfjsPlanEntry } from '../../converters/tfjs/index.js';
 import { resolveTfjsOutput, writeTfjsFiles } from '../../converters/tfjs/files.js';
+import { defaultExternalLocation, onnxNeedsExternalData, writeOnnxFiles } from '../../converters/onnx/files.js';
 
 export const CONVERT_HELP = `Usage: prunepack convert MODEL --to TARGET [-o OUT] [options]
 
@@ -61,6 +62,9 @@ Options:
                        checked in first (default litert)
   --jobs N             tflite-sparse: threads for the weight analysis and encoding (default: the
                        number of cores; 1 = this thread only); the output is the same for any N
+  --external-data F    onnx, onnx-sparse: tensors of 1 KiB or more go to the data file F, next to
+                       OUT (default: kept inline; the input's external data stays external, in
+                       OUT.data, and so does everything when the model would reach 2 GiB)
   --shard-size N       tfjs, tfjs-sparse: shard size in bytes, or with KiB/MiB (default 4MiB)
   --no-verify          skip the read-back and the runtime check (models over 2 GB: the runtime
                        check is always skipped, the read-back decodes and compares every weight)
@@ -73,6 +77,7 @@ Examples:
   prunepack convert model.tflite --to tflite-sparse --block 1x4 --keep-dense embedding
   prunepack convert model.sparse.tflite --to tflite -o model.dense.tflite
   prunepack convert model.onnx --to onnx-sparse -o model.sparse.onnx
+  prunepack convert big.onnx --to onnx-sparse -o out/big.onnx --external-data big.onnx.data
   prunepack convert web/model.json --to tfjs-sparse -o web-sparse/`;
 
 interface SizeSummary {
@@ -129,6 +134,14 @@ export async function runConvert(args: string[]): Promise<number> {
   const { model } = readModel(source);
   for (const file of model.companionFiles ?? []) protectInputFile(file);
   const inputBytes = source.fileSize ?? source.bytes.length;
+
+  const onnxTarget = model.format === 'onnx' && (target === 'onnx' || target === 'onnx-sparse');
+  if (values['external-data'] !== undefined && !onnxTarget) {
+    throw new PrunepackError('INVALID_ARGUMENT', '--external-data applies to ONNX targets only', { expected: 'an ONNX model with --to onnx or --to onnx-sparse', found: `a ${model.format} model, --to ${target}` });
+  }
+  if (onnxTarget && (values['external-data'] !== undefined || onnxNeedsExternalData(model, target))) {
+    return runConvertOnnxFiles(model, source.path ?? input, target, output, values, inputBytes);
+  }
 
   // The output as pieces (flatbuffer head + weight views for TFLite), streamed to the file.
   let written: Pick<TfliteLayout, 'head' | 'pieces' | 'totalSize'>;
@@ -254,7 +267,7 @@ function parseConvertArgs(args: string[]) {
       to: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean' }, json: { type: 'boolean' },
       verbose: { type: 'boolean' }, 'min-sparsity': { type: 'string' }, block: { type: 'string' },
       'keep-dense': { type: 'string', multiple: true }, 'no-verify': { type: 'boolean' }, optimize: { type: 'string' }, runtime: { type: 'string' }, 'shard-size': { type: 'string' },
-      jobs: { type: 'string' },
+      jobs: { type: 'string' }, 'external-data': { type: 'string' },
     },
   });
 }
@@ -504,6 +517,80 @@ export function parseShardSize(text: string): number {
     throw new PrunepackError('INVALID_ARGUMENT', 'invalid --shard-size', { expected: 'bytes, or e.g. 4MiB, 512KiB', found: text });
   }
   return bytes;
+}
+
+/** Dense bytes above which the ONNX runtime check of an external-data model is skipped (memory: both models load). */
+export const ONNX_RUNTIME_CHECK_MAX_BYTES = 2 ** 31;
+
+/**
+ * ONNX with an external data file (`--external-data`, an input that has one, or a model that
+ * would reach 2 GiB inline): written by writeOnnxFiles, tensors streamed from the input's files
+ * in pieces, never one buffer. The read-back check runs on the temporary model before it is
+ * renamed; the runtime check (onnxruntime-node reads the data file beside the model) runs on the
+ * placed files, which are removed again when it fails.
+ */
+async function runConvertOnnxFiles(model: Model, inputPath: string, target: 'onnx' | 'onnx-sparse', output: string,
+  values: ReturnType<typeof parseConvertArgs>['values'], inputBytes: number): Promise<number> {
+  const verify = !values['no-verify'];
+  const location = values['external-data'] ?? defaultExternalLocation(output);
+  const written = writeOnnxFiles(model, output, {
+    target, externalData: { location },
+    check: verify ? (temp) => verifyReadBack(model, temp, output) : undefined,
+  });
+  const companionBytes = (model.companionFiles ?? []).reduce((n, f) => n + fs.statSync(f).size, 0);
+  const denseBytes = model.weights.reduce((n, w) => n + byteLengthOf(w.dtype, elementCount(w.shape)), 0);
+  let runtime: RuntimeComparison | undefined;
+  let runtimeSkipped: string | null = null;
+  if (verify && denseBytes > ONNX_RUNTIME_CHECK_MAX_BYTES) {
+    runtimeSkipped = `runtime check skipped: the dense weights (${formatBytes(denseBytes)}) are over ${formatBytes(ONNX_RUNTIME_CHECK_MAX_BYTES)} `
+      + '(both models would be held in memory); every weight decoded and compared instead';
+  } else if (verify) {
+    const { compareOnnxModels } = await import('../verify/onnx-runtime.js');
+    const removeOutputs = () => { for (const f of [written.modelPath, written.externalPath]) if (f) fs.rmSync(f, { force: true }); };
+    let comparison: Awaited<ReturnType<typeof compareOnnxModels>>;
+    try {
+      comparison = await compareOnnxModels(inputPath, written.modelPath);
+    } catch (e) {
+      removeOutputs();
+      throw e;
+    }
+    if (!comparison.bitIdentical) {
+      removeOutputs();
+      throw new PrunepackError('VERIFY_FAILED', 'the written model computes different outputs in onnxruntime (the written files were removed)', {
+        location: output, expected: 'bit-identical outputs', found: `max abs ${comparison.maxAbsDiff}, max rel ${comparison.maxRelDiff}`,
+      });
+    }
+    runtime = {
+      engine: comparison.runtime, seeds: [1], bitIdentical: true, withinTolerance: true,
+      tolerance: 0, maxAbsDiff: comparison.maxAbsDiff, maxRelDiff: comparison.maxRelDiff,
+      outputs: comparison.outputs.map((o) => ({ ...o, referenceMaxAbs: Number.NaN })),
+    };
+  }
+  const totalIn = inputBytes + companionBytes;
+  const totalOut = written.modelBytes + written.externalBytes;
+  const summary = {
+    input: inputPath, output, target, externalData: written.externalPath ?? null,
+    inputBytes: totalIn, outputBytes: totalOut, ratio: totalIn / totalOut,
+    modelBytes: written.modelBytes, externalBytes: written.externalBytes,
+    weightsVerified: verify ? model.weights.length : null, runtime: runtime ?? null,
+    ...(runtimeSkipped ? { runtimeSkipped } : {}),
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    return 0;
+  }
+  const lines = [
+    `${output}: ${formatBytes(written.modelBytes)} (${formatInt(written.modelBytes)} B)`
+      + (written.externalPath ? ` + ${written.externalPath}: ${formatBytes(written.externalBytes)} (${formatInt(written.externalBytes)} B)` : ''),
+    `from ${formatBytes(totalIn)} (${formatInt(totalIn)} B, external data included), ratio ${(totalIn / totalOut).toFixed(3)}x`,
+    'gzip -9: not computed for models with external data',
+  ];
+  if (verify) lines.push(`${model.weights.length} weights verified`);
+  if (runtime) lines.push(`runtime ${runtime.engine}: bit-identical outputs`);
+  else if (runtimeSkipped) lines.push(runtimeSkipped);
+  else lines.push('not verified (--no-verify)');
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
 }
 
 async function runConvertTfjs(input: string, target: 'tfjs' | 'tfjs-sparse', values: ReturnType<typeof parseConvertArgs>['values']): Promise<number> {
