@@ -7,7 +7,7 @@
 import { describeConsumer } from '../inspect.js';
 import { elementCount, typedView } from '../model/dtype.js';
 import type { Model, WeightTensor } from '../model/types.js';
-import { analyzeZeros, isSparseDType, type DenseWeight, type ZeroAnalysis } from '../sparsity/analysis.js';
+import { analyzeZeros, createZeroScanner, isSparseDType, type DenseWeight, type ZeroAnalysis } from '../sparsity/analysis.js';
 import { crc32, encodeSparse, sparseEncodedSize, type DeflateLevel, type SparseCodec } from '../sparsity/codecs.js';
 import { informationBound } from '../sparsity/cost.js';
 import { gzipSizeOf, type GzipLevel } from './gzip.js';
@@ -18,6 +18,19 @@ import {
 import { auditTargets, targetsOf, type FormatTargets, type TargetOutput } from './targets.js';
 import { zeroPatternOf } from './zero-pattern.js';
 import { magnitudeFill } from '../model/magnitude.js';
+import { ZeroBitsKernel } from './zero-bits-wasm.js';
+
+/** Reads a weight's next range into a given array (src/io/paged.ts PagedFile). */
+export interface RangeTarget {
+  readNextRangeInto(into: Uint8Array | null): void;
+}
+
+let threadKernel: ZeroBitsKernel | null | undefined;
+/** This thread's zero-bits kernel (WebAssembly SIMD), or null where WebAssembly SIMD is missing. */
+function auditKernel(): ZeroBitsKernel | null {
+  if (threadKernel === undefined) threadKernel = ZeroBitsKernel.create();
+  return threadKernel;
+}
 
 export const TOOL_VERSION = '0.1.0';
 
@@ -51,6 +64,17 @@ export interface AuditOptions {
   zeroPatterns?: number;
   onProgress?: (event: AuditProgressEvent) => void;
   /**
+   * Compute what `prune --block` would cost each FULLY_CONNECTED weight (`fullyConnected[].prune`):
+   * block magnitude sums over every value and a selection among all blocks, several times the
+   * cost of the rest of the analysis. Default false: `prune` is null with a `pruneNote`.
+   */
+  pruneCost?: boolean;
+  /**
+   * The paged file a streaming audit's model was opened from (`openModel(file, { paged: true }).source.paged`):
+   * each weight is then read straight into the analysis kernel's memory instead of a new array.
+   */
+  paged?: RangeTarget;
+  /**
    * One pass over the weights, each loaded, analysed and released before the next (models read
    * with `openModel(file, { paged: true })` then hold about one weight): per-weight analysis,
    * codec candidates, FULLY_CONNECTED blocks, zero patterns and (for the first `gzipWeights`
@@ -75,12 +99,13 @@ export interface StreamedWeight {
  * One weight of a streaming audit: analysis, codec sizes, FULLY_CONNECTED blocks, the gzip
  * figures when `deep`, its zero-pattern picture when asked; the weight is released afterwards.
  */
-export function streamWeight(model: Model, index: number, options: { gzipLevel: GzipLevel; deep: boolean; zeroPattern: boolean }): StreamedWeight {
+export function streamWeight(model: Model, index: number,
+  options: { gzipLevel: GzipLevel; deep: boolean; zeroPattern: boolean; pruneCost?: boolean; paged?: RangeTarget }): StreamedWeight {
   const weight = model.weights[index]!;
   try {
-    const { row, analysis, rowAxis, rawBest } = analyzeWeight(model, weight, index);
+    const { row, analysis, rowAxis, rawBest } = analyzeWeight(model, weight, index, options.paged);
     const item: WorkItem = { index, weight, row, analysis, rowAxis, rawBest };
-    if (isFullyConnectedItem(model, item)) item.fullyConnected = fullyConnectedReport(item);
+    if (isFullyConnectedItem(model, item)) item.fullyConnected = fullyConnectedReport(item, options.pruneCost ?? false);
     if (options.deep) deepGzip(item, options.gzipLevel, options.gzipLevel as DeflateLevel);
     if (options.zeroPattern && zeroPatternInterest(item) > 0) {
       row.zeroPattern = zeroPatternOf(denseWeightOf(weight, weight.denseBytes()), rowAxis);
@@ -155,6 +180,7 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
   const gzipLevel: GzipLevel = options.gzipLevel ?? 6;
   const top = options.top ?? null;
   const streaming = options.streaming ?? false;
+  const pruneCost = options.pruneCost ?? false;
   const gzipWeights = options.gzipWeights === undefined ? (streaming ? 0 : 20) : options.gzipWeights;
   const level = gzipLevel as DeflateLevel;
   const inputGzipLimit = options.inputGzipLimit ?? 64 * 1024 * 1024;
@@ -177,7 +203,7 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
       progress?.({ phase: 'analyzing weights', done: doneBytes, total: totalBytes, item: weight.name });
       doneBytes += stored;
       if (!streaming) return analyzeWeight(model, weight, index);
-      return { index, weight, ...streamWeight(model, index, { gzipLevel, deep: index < deepCount, zeroPattern: (options.zeroPatterns ?? 0) > 0 }) };
+      return { index, weight, ...streamWeight(model, index, { gzipLevel, deep: index < deepCount, zeroPattern: (options.zeroPatterns ?? 0) > 0, pruneCost, ...(options.paged ? { paged: options.paged } : {}) }) };
     });
   });
 
@@ -255,7 +281,7 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
     if (streaming) return fc.map((item) => item.fullyConnected!);
     return fc.map((item, k) => {
       progress?.({ phase: 'fully connected blocks', done: k, total: fc.length, item: item.row.name });
-      return fullyConnectedReport(item);
+      return fullyConnectedReport(item, pruneCost);
     });
   });
   timed('zeroPatterns', () => {
@@ -311,7 +337,7 @@ export function auditModel(model: Model, options: AuditOptions = {}): AuditRepor
     file: options.file ?? null,
     format: model.format,
     formatVersion: model.version,
-    options: { gzipLevel, top, gzipWeights: gzipped },
+    options: { gzipLevel, top, gzipWeights: gzipped, pruneCost },
     targets: targetsOf(model),
     totals: {
       weights: items.length,
@@ -383,8 +409,24 @@ function crc32Chunks(chunks: Iterable<Uint8Array>): number {
   return crc;
 }
 
-function analyzeWeight(model: Model, weight: WeightTensor, index: number): WorkItem {
-  const dense = weight.denseBytes();
+/**
+ * The weight's dense bytes, in the kernel's input area when there is a kernel: read there
+ * straight from the file when `paged` is given and the weight is stored dense, copied otherwise.
+ */
+function loadDense(weight: WeightTensor, kernel: ZeroBitsKernel | null, paged: RangeTarget | undefined): Uint8Array {
+  const stored = storedLength(weight);
+  const direct = kernel !== null && paged !== undefined && weight.sparsity === undefined;
+  if (direct) paged.readNextRangeInto(kernel.input(stored));
+  try {
+    return weight.denseBytes();
+  } finally {
+    if (direct) paged.readNextRangeInto(null);
+  }
+}
+
+function analyzeWeight(model: Model, weight: WeightTensor, index: number, paged?: RangeTarget): WorkItem {
+  const kernel = auditKernel();
+  const dense = loadDense(weight, kernel, paged);
   let elements = 0;
   try { elements = elementCount(weight.shape); } catch { /* reported by the plugin when read */ }
   const row: AuditWeight = {
@@ -416,7 +458,7 @@ function analyzeWeight(model: Model, weight: WeightTensor, index: number): WorkI
     row.note = 'empty tensor';
     row.zeros = 0;
   } else {
-    analysis = analyzeZeros(denseWeightOf(weight, dense), { rowAxis });
+    analysis = analyzeDense(denseWeightOf(weight, dense), rowAxis, elements, kernel);
     row.zeros = analysis.zeros;
     row.zeroShare = analysis.zeroShare;
     row.structure = structureOf(analysis);
@@ -425,6 +467,25 @@ function analyzeWeight(model: Model, weight: WeightTensor, index: number): WorkI
   }
   const rawBest = Math.min(...row.candidates.map((c) => c.bytes));
   return { index, weight, row, analysis, rowAxis, rawBest };
+}
+
+/**
+ * analyzeZeros, with the zero bits and the bit-row counts from the WebAssembly kernel where it
+ * applies (the same results: test/audit-kernel.test.ts). The weight's bytes are used in place
+ * when they are the kernel's input area, copied there otherwise.
+ */
+function analyzeDense(weight: DenseWeight, rowAxis: number, elements: number, kernel: ZeroBitsKernel | null): ZeroAnalysis {
+  const test = kernel ? createZeroScanner(weight, rowAxis).flatZeroTest() : null;
+  if (!kernel || !test) return analyzeZeros(weight, { rowAxis });
+  const v = weight.values;
+  let bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (!kernel.holds(bytes)) {
+    const input = kernel.input(bytes.length);
+    input.set(bytes);
+    bytes = input;
+  }
+  const nonzeroBits = kernel.bits(elements, test.width, test.mask, test.ref);
+  return analyzeZeros({ ...weight, values: bytes }, { rowAxis, nonzeroBits, bitStats: kernel });
 }
 
 /**
@@ -583,7 +644,7 @@ export function selectKth(a: Float64Array, k: number): { value: number; below: n
 
 const OFFICIAL_MIN_SPARSITY = 0.3;
 
-function fullyConnectedReport(item: WorkItem): AuditFullyConnected {
+function fullyConnectedReport(item: WorkItem, pruneCost: boolean): AuditFullyConnected {
   const a = item.analysis!;
   const w = item.weight;
   const int8 = w.dtype === 'int8' || w.dtype === 'uint8';
@@ -620,6 +681,10 @@ function fullyConnectedReport(item: WorkItem): AuditFullyConnected {
   }
   if (s === 0) {
     report.pruneNote = 'no zeros: nothing to restructure';
+    return report;
+  }
+  if (!pruneCost) {
+    report.pruneNote = 'not computed (--prune-cost)';
     return report;
   }
   const cost = blockPruneCost(w, w.denseBytes(), [br, bc], s);

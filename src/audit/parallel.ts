@@ -1,16 +1,18 @@
 /**
- * A streaming audit on worker threads: each worker opens the model file in pages itself and
- * analyses its share of the weights (balanced by stored bytes, largest first); the main thread
- * opens the same file (tables only) and assembles the report from their results. Per weight the
- * work is the same function as on one thread (`streamWeight`), so the report is identical to a
- * single-threaded streaming audit. Node-only.
+ * A streaming audit on several threads: the calling thread and jobs - 1 worker threads each open
+ * the model file in pages and take weights from one shared queue (largest first, an atomic
+ * counter in a SharedArrayBuffer), so a thread slowed down by other load simply takes fewer; the
+ * calling thread then assembles the report. Each thread reads one weight at a time straight into
+ * its own kernel's memory (src/audit/zero-bits-wasm.ts), so jobs threads hold about jobs weights.
+ * Per weight the work is the same function as on one thread (`streamWeight`), so the report is
+ * identical to a single-threaded streaming audit. Node-only.
  */
 import { Worker } from 'node:worker_threads';
 import { openModel } from '../index.js';
 import { defaultJobs } from '../parallel/pool.js';
 import { PrunepackError, type ErrorCode } from '../errors.js';
 import type { Model } from '../model/types.js';
-import { auditModel, type AuditOptions, type StreamedWeight } from './audit.js';
+import { auditModel, streamWeight, type AuditOptions, type RangeTarget, type StreamedWeight } from './audit.js';
 import type { AuditReport } from './report.js';
 
 /** Message from a worker: one weight done, or the worker's failure. */
@@ -20,30 +22,47 @@ export type WorkerMessage =
 
 export interface WorkerTask {
   file: string;
-  indices: number[];
+  /** Weight indices in the order they are taken. */
+  order: number[];
+  /** Int32Array(1) over a SharedArrayBuffer: the next position in `order` to take. */
+  next: SharedArrayBuffer;
   gzipLevel: 6 | 9;
   gzipWeights: number | null;
   zeroPatterns: boolean;
+  pruneCost: boolean;
 }
 
 /** Stored bytes below which worker threads cost more than they save. */
 export const PARALLEL_MIN_BYTES = 32 * 1024 * 1024;
 
 
-/** Splits weight indices into `jobs` lists of about equal stored bytes (largest first, to the lightest list). */
-export function shareWeights(model: Model, jobs: number): number[][] {
-  const lists: number[][] = Array.from({ length: jobs }, () => []);
-  const load = new Float64Array(jobs);
-  const order = model.weights.map((w, i) => ({ i, bytes: w.storedByteLength ?? w.bytes.length }))
-    .sort((a, b) => b.bytes - a.bytes || a.i - b.i);
-  for (const { i, bytes } of order) {
-    let k = 0;
-    for (let j = 1; j < jobs; j++) if (load[j]! < load[k]!) k = j;
-    lists[k]!.push(i);
-    load[k] += bytes;
+/** Weight indices, largest stored bytes first (ties by index): the order threads take them in. */
+export function queueOrder(model: Model): number[] {
+  return model.weights.map((w, i) => ({ i, bytes: w.storedByteLength ?? w.bytes.length }))
+    .sort((a, b) => b.bytes - a.bytes || a.i - b.i).map((x) => x.i);
+}
+
+/** The paged file of a source opened with `{ paged: true }` as a RangeTarget (PagedFile has readNextRangeInto). */
+export function rangeTargetOf(source: { paged?: object }): RangeTarget | undefined {
+  const p = source.paged as Partial<RangeTarget> | undefined;
+  return p && typeof p.readNextRangeInto === 'function' ? p as RangeTarget : undefined;
+}
+
+/** Takes weights from the shared queue until it is empty; `done` gets each result. */
+export function drainQueue(model: Model, task: Omit<WorkerTask, 'file'>, paged: RangeTarget | undefined,
+  done: (index: number, result: StreamedWeight, bytes: number) => void): void {
+  const next = new Int32Array(task.next);
+  for (;;) {
+    const k = Atomics.add(next, 0, 1);
+    if (k >= task.order.length) return;
+    const index = task.order[k]!;
+    const weight = model.weights[index]!;
+    const bytes = weight.storedByteLength ?? weight.bytes.length;
+    const deep = task.gzipWeights === null || index < task.gzipWeights;
+    done(index, streamWeight(model, index, {
+      gzipLevel: task.gzipLevel, deep, zeroPattern: task.zeroPatterns, pruneCost: task.pruneCost, ...(paged ? { paged } : {}),
+    }), bytes);
   }
-  for (const list of lists) list.sort((a, b) => a - b);
-  return lists.filter((l) => l.length > 0);
 }
 
 /**
@@ -51,28 +70,37 @@ export function shareWeights(model: Model, jobs: number): number[][] {
  * PARALLEL_MIN_BYTES of weights, runs on the calling thread).
  */
 export async function auditFileStreaming(file: string, options: AuditOptions & { jobs?: number; parallelMinBytes?: number } = {}): Promise<{ report: AuditReport; model: Model; threads: number }> {
-  const { model } = openModel(file, { paged: true });
+  const { model, source } = openModel(file, { paged: true });
+  const paged = rangeTargetOf(source);
   const jobs = Math.max(1, Math.floor(options.jobs ?? defaultJobs()));
   const total = model.weights.reduce((n, w) => n + (w.storedByteLength ?? w.bytes.length), 0);
   const { jobs: _j, parallelMinBytes: _p, ...auditOptions } = options;
-  const base: AuditOptions = { ...auditOptions, file: options.file ?? file, streaming: true };
+  const base: AuditOptions = { ...auditOptions, file: options.file ?? file, streaming: true, ...(paged ? { paged } : {}) };
   if (jobs === 1 || total < (options.parallelMinBytes ?? PARALLEL_MIN_BYTES) || model.weights.length < 2) {
     return { report: auditModel(model, base), model, threads: 1 };
   }
-  const shares = shareWeights(model, jobs);
+  const threads = Math.min(jobs, model.weights.length);
   const streamed = new Map<number, StreamedWeight>();
   let done = 0;
   const gzipWeights = options.gzipWeights === undefined ? 0 : options.gzipWeights;
   const t0 = performance.now();
-  await Promise.all(shares.map((indices) => new Promise<void>((resolve, reject) => {
-    const task: WorkerTask = { file, indices, gzipLevel: options.gzipLevel ?? 6, gzipWeights, zeroPatterns: (options.zeroPatterns ?? 0) > 0 };
+  const task: WorkerTask = {
+    file, order: queueOrder(model), next: new SharedArrayBuffer(4), gzipLevel: options.gzipLevel ?? 6, gzipWeights,
+    zeroPatterns: (options.zeroPatterns ?? 0) > 0, pruneCost: options.pruneCost ?? false,
+  };
+  const record = (index: number, result: StreamedWeight, bytes: number) => {
+    streamed.set(index, result);
+    done += bytes;
+    options.onProgress?.({ phase: 'analyzing weights', done, total, item: result.row.name });
+  };
+  const workers: Worker[] = [];
+  const finished = Promise.all(Array.from({ length: threads - 1 }, () => new Promise<void>((resolve, reject) => {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: task });
+    workers.push(worker);
     let failed = false;
     worker.on('message', (m: WorkerMessage) => {
       if (m.kind === 'weight') {
-        streamed.set(m.index, m.result);
-        done += m.bytes;
-        options.onProgress?.({ phase: 'analyzing weights', done, total, item: m.result.row.name });
+        record(m.index, m.result, m.bytes);
       } else {
         failed = true;
         // The worker's PrunepackError, with its code; anything else is a bug, reported as one.
@@ -87,9 +115,19 @@ export async function auditFileStreaming(file: string, options: AuditOptions & {
       else resolve();
     });
   })));
+  // This thread takes weights from the same queue while the workers start and run.
+  try {
+    drainQueue(model, task, paged, record);
+  } catch (e) {
+    // Stop the workers (they would finish the queue for nothing), then report this thread's error.
+    Atomics.store(new Int32Array(task.next), 0, task.order.length);
+    await Promise.allSettled(workers.map((w) => w.terminate()));
+    throw e;
+  }
+  await finished;
   const analyzeMs = Math.round(performance.now() - t0);
   const report = auditModel(model, { ...base, streamed });
   report.timings.analyze = analyzeMs;
-  report.notes.push(`analysed on ${shares.length} worker threads (--jobs)`);
-  return { report, model, threads: shares.length };
+  report.notes.push(`analysed on ${threads} threads (--jobs)`);
+  return { report, model, threads };
 }

@@ -22,6 +22,8 @@ export class PagedFile {
   private readonly loaded: Uint8Array;
   /** Bytes read from the file so far (pages and ranges), for reports and tests. */
   bytesRead = 0;
+  /** Set by `readNextRangeInto`: where the next range read of exactly its length goes. */
+  private nextTarget: Uint8Array | null = null;
 
   /** @param size the whole file's size; the image covers its first MAX_IMAGE bytes */
   constructor(private readonly fd: number, readonly size: number, readonly file: string) {
@@ -41,14 +43,25 @@ export class PagedFile {
     }
   }
 
-  /** A new array with the file's bytes [offset, offset + length). */
+  /**
+   * The next `readRange` of exactly `into.length` bytes reads into `into` (and returns it) instead
+   * of a new array: the streaming audit reads each weight straight into its kernel's memory. The
+   * caller owns `into` and must not reuse it while the returned view is in use; `null` cancels.
+   */
+  readNextRangeInto(into: Uint8Array | null): void {
+    this.nextTarget = into;
+  }
+
+  /** A new array with the file's bytes [offset, offset + length) (or the `readNextRangeInto` target). */
   readRange(offset: number, length: number): Uint8Array {
     if (!(offset >= 0 && length >= 0 && offset + length <= this.size)) {
       throw new PrunepackError('TRUNCATED', 'read past the end of the file', {
         location: `${this.file} byte ${offset}`, expected: `end <= ${this.size}`, found: String(offset + length),
       });
     }
-    const out = new Uint8Array(length);
+    const target = this.nextTarget;
+    const out = target !== null && target.length === length ? target : new Uint8Array(length);
+    if (out === target) this.nextTarget = null;
     this.readInto(out, offset);
     return out;
   }

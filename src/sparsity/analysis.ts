@@ -119,6 +119,34 @@ export interface AnalysisOptions {
   nmPatterns?: readonly (readonly [number, number])[];
   zeroRule?: ZeroRule;
   histogramBins?: number;
+  /**
+   * The weight's nonzero bits in flat element order (bit j of word i: element 32i + j is nonzero
+   * under this zero rule, padding bits clear), when the caller computed them already (the audit's
+   * WebAssembly kernel, src/audit/zero-bits-wasm.ts). Used only where `ZeroScanner.flatZeroTest`
+   * is not null (rows are contiguous runs with one zero reference); the results are the same as
+   * without it.
+   */
+  nonzeroBits?: Int32Array;
+  /** Computes the bit-row counts instead of the JavaScript loops (same results); see BitStatsKernel. */
+  bitStats?: BitStatsKernel;
+}
+
+/**
+ * An accelerator for the per-row statistics over bit rows (the audit's WebAssembly kernel,
+ * src/audit/zero-bits-wasm.ts). It works on word arrays in its own memory; analyzeZeros uses it
+ * when it can (at most one block height fed straight by rows, the table N:M patterns accepted,
+ * the arrays fit) and the JavaScript loops otherwise. Results are identical either way.
+ */
+export interface BitStatsKernel {
+  /** `count` zeroed arrays of `words` words in the kernel's memory (valid for one analysis), or null. */
+  wordArrays(count: number, words: number): Int32Array[] | null;
+  /** Sets the N:M patterns (m in 2, 4, 8; at most three) of stats()'s nmOut; false when unsupported. */
+  nmPatterns(patterns: readonly { n: number; m: number }[]): boolean;
+  /**
+   * Over `words`: folds[0..5] += nonzero bits, bit pairs, nibbles, bytes, 16-bit halves and
+   * words; nmOut[k] += groups violating pattern k; `words` ORed into colAny and fed when given.
+   */
+  stats(words: Int32Array, colAny: Int32Array | null, fed: Int32Array | null, folds: Float64Array, nmOut: Float64Array | null): void;
 }
 
 export const DEFAULT_BLOCK_SHAPES: readonly (readonly [number, number])[] = [
@@ -310,6 +338,16 @@ export class ZeroScanner {
         this.fill = { axis: refs.lo.length === 1 ? null : refs.axis, bytes: refs.bytes, count: refs.lo.length };
       }
     }
+  }
+
+  /**
+   * The zero test as one unit width, mask and reference when every matrix row is one contiguous
+   * run of elements with one zero reference (row axis 0 or rank < 2, no per-channel zero points,
+   * elements of 1, 2 or 4 bytes): element x is zero when (x & mask) === ref. Null otherwise.
+   */
+  flatZeroTest(): { width: 1 | 2 | 4; mask: number; ref: number } | null {
+    if (this.view.outer !== 1 || this.channels !== null || this.unit === 'pair') return null;
+    return { width: this.width as 1 | 2 | 4, mask: this.maskLo, ref: this.refLo & this.maskLo };
   }
 
   /**
@@ -946,8 +984,32 @@ function share(part: number, whole: number): number {
   return whole === 0 ? 0 : part / whole;
 }
 
+/** Copies bits [start, start + row.length * 32) of `flat` to `row` (bits past the source end clear), then clears bits from `cols` on. */
+function copyBits(flat: Int32Array, start: number, cols: number, row: Int32Array): void {
+  const shift = start & 31;
+  const first = start >>> 5;
+  const n = row.length;
+  if (shift === 0 && first + n <= flat.length) {
+    row.set(flat.subarray(first, first + n));
+  } else if (shift === 0) {
+    for (let j = 0; j < n; j++) row[j] = first + j < flat.length ? flat[first + j] : 0;
+  } else {
+    for (let j = 0; j < n; j++) {
+      const lo = first + j < flat.length ? flat[first + j] >>> shift : 0;
+      const hi = first + j + 1 < flat.length ? flat[first + j + 1] << (32 - shift) : 0;
+      row[j] = lo | hi;
+    }
+  }
+  const tail = cols & 31;
+  if (tail !== 0) row[n - 1] &= (1 << tail) - 1;
+}
+
 /** What the row loop of analyzeZeros reads and accumulates (see there). */
 interface RowScan {
+  /** Precomputed flat nonzero bits (AnalysisOptions.nonzeroBits), or null: read the scanner. */
+  flatBits: Int32Array | null;
+  /** The counting kernel (AnalysisOptions.bitStats) when every word array lives in its memory. */
+  kernel: BitStatsKernel | null;
   rows: number;
   cols: number;
   wordsPerRow: number;
@@ -979,13 +1041,18 @@ interface RowScan {
  */
 function scanRows(scanner: ZeroScanner, s: RowScan): void {
   const { rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
-    heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks, histogram } = s;
+    heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks, histogram, flatBits, kernel } = s;
   let { minNnz, maxNnz, zeroRows } = s;
   for (let r = 0; r < rows; r++) {
-    row.fill(0);
-    scanner.rowBits(r, row);
+    if (flatBits !== null) {
+      copyBits(flatBits, r * cols, cols, row);
+    } else {
+      row.fill(0);
+      scanner.rowBits(r, row);
+    }
     const before = foldCounts[0][0];
-    addRowStats(row, foldCounts[0], colAny, fedByRows, nmTable, nmTableCounts);
+    if (kernel !== null) kernel.stats(row, colAny, fedByRows.length > 0 ? fedByRows[0] : null, foldCounts[0], nmTable !== null ? nmTableCounts : null);
+    else addRowStats(row, foldCounts[0], colAny, fedByRows, nmTable, nmTableCounts);
     const nnz = foldCounts[0][0] - before;
     if (nnz < minNnz) minNnz = nnz;
     if (nnz > maxNnz) maxNnz = nnz;
@@ -996,7 +1063,10 @@ function scanRows(scanner: ZeroScanner, s: RowScan): void {
     for (let h = 0; h < heights.length; h++) {
       if ((r + 1) % heights[h] !== 0) continue;
       const acc = accumulators[h];
-      if (h > 0) addFolds(acc, foldCounts[h]);
+      if (h > 0) {
+        if (kernel !== null) kernel.stats(acc, null, null, foldCounts[h], null);
+        else addFolds(acc, foldCounts[h]);
+      }
       if (slowShapes) {
         for (let s = 0; s < blocks.length; s++) {
           const b = blocks[s];
@@ -1064,31 +1134,49 @@ export function analyzeZeros(weight: DenseWeight, options: AnalysisOptions = {})
     });
   }
   const wordsPerRow = (cols + 31) >>> 5;
-  const row = new Int32Array(wordsPerRow);
-  const colAny = new Int32Array(wordsPerRow);
-  // Block heights: 1 (the row itself) and one OR accumulator per distinct height above 1.
   // Block heights: 1 (the row itself) and one OR accumulator per distinct height above 1. An
   // accumulator is fed by the largest smaller height dividing it (2 -> 4 -> 8 -> 16), so a row is
   // ORed into few accumulators; a completed accumulator is counted, passed on, then cleared.
   const heights = [1, ...new Set(blocks.filter((b) => b.applicable && b.rows > 1).map((b) => b.rows))].sort((x, y) => x - y);
-  const accumulators = heights.map((h) => (h === 1 ? row : new Int32Array(wordsPerRow)));
   const source = heights.map((h, k) => {
     let from = 0;
     for (let g = 1; g < k; g++) if (h % heights[g] === 0) from = g;
     return from;
   });
+  // N:M: the first three patterns with M <= 8 go through the byte table (or the kernel), the rest the slow path.
+  const nmApplicable = nm.filter((p) => p.applicable);
+  const nmTabled = nmApplicable.filter((p) => p.m <= 8).slice(0, NM_TABLE_SLOTS);
+  // The word arrays: the bit row, the OR of all rows, one accumulator per height above 1; in the
+  // kernel's memory when it takes this analysis.
+  const arrayCount = 1 + heights.length;
+  let kernel: BitStatsKernel | null = null;
+  let arrays: Int32Array[] | null = null;
+  if (options.bitStats && source.filter((f, k) => k > 0 && f === 0).length <= 1 && options.bitStats.nmPatterns(nmTabled)) {
+    arrays = options.bitStats.wordArrays(arrayCount, wordsPerRow);
+    if (arrays) kernel = options.bitStats;
+  }
+  arrays ??= Array.from({ length: arrayCount }, () => new Int32Array(wordsPerRow));
+  const row = arrays[0];
+  const colAny = arrays[1];
+  const accumulators = heights.map((h, k) => (h === 1 ? row : arrays[1 + k]));
   const fedByRows = accumulators.filter((_, k) => k > 0 && source[k] === 0);
   const foldCounts = heights.map(() => new Float64Array(6));
   const slowShapes = blocks.some((b) => b.applicable && FOLD_LEVEL[b.cols] === undefined);
-  // N:M: the first three patterns with M <= 8 go through the byte table, the rest the slow path.
-  const nmApplicable = nm.filter((p) => p.applicable);
-  const nmTabled = nmApplicable.filter((p) => p.m <= 8).slice(0, NM_TABLE_SLOTS);
   const nmSlow = nmApplicable.filter((p) => !nmTabled.includes(p));
   const nmTable = nmTabled.length > 0 ? buildNmTable(nmTabled) : null;
   const nmTableCounts = new Float64Array(NM_TABLE_SLOTS);
   const nmSlowCounts = nmSlow.map(() => 0);
+  let flatBits: Int32Array | null = null;
+  if (options.nonzeroBits !== undefined && scanner.flatZeroTest() !== null) {
+    if (options.nonzeroBits.length !== ((scanner.count + 31) >>> 5)) {
+      throw new PrunepackError('INVALID_ARGUMENT', 'nonzeroBits does not match the weight', {
+        expected: `${(scanner.count + 31) >>> 5} words for ${scanner.count} elements`, found: `${options.nonzeroBits.length} words`,
+      });
+    }
+    flatBits = options.nonzeroBits;
+  }
   const scan: RowScan = {
-    rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
+    flatBits, kernel, rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
     heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks,
     histogram: new Array<number>(bins).fill(0), minNnz: rows === 0 ? 0 : Infinity, maxNnz: 0, zeroRows: 0,
   };
