@@ -7,6 +7,7 @@
  * Per weight the work is the same function as on one thread (`streamWeight`), so the report is
  * identical to a single-threaded streaming audit. Node-only.
  */
+import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { openModel } from '../index.js';
 import { defaultJobs } from '../parallel/pool.js';
@@ -22,9 +23,7 @@ export type WorkerMessage =
 
 export interface WorkerTask {
   file: string;
-  /** Weight indices in the order they are taken. */
-  order: number[];
-  /** Int32Array(1) over a SharedArrayBuffer: the next position in `order` to take. */
+  /** Int32Array(1) over a SharedArrayBuffer: the next position in queueOrder(model) to take. */
   next: SharedArrayBuffer;
   gzipLevel: 6 | 9;
   gzipWeights: number | null;
@@ -52,10 +51,11 @@ export function rangeTargetOf(source: { paged?: object }): RangeTarget | undefin
 export function drainQueue(model: Model, task: Omit<WorkerTask, 'file'>, paged: RangeTarget | undefined,
   done: (index: number, result: StreamedWeight, bytes: number) => void): void {
   const next = new Int32Array(task.next);
+  const order = queueOrder(model);
   for (;;) {
     const k = Atomics.add(next, 0, 1);
-    if (k >= task.order.length) return;
-    const index = task.order[k]!;
+    if (k >= order.length) return;
+    const index = order[k]!;
     const weight = model.weights[index]!;
     const bytes = weight.storedByteLength ?? weight.bytes.length;
     const deep = task.gzipWeights === null || index < task.gzipWeights;
@@ -65,36 +65,36 @@ export function drainQueue(model: Model, task: Omit<WorkerTask, 'file'>, paged: 
   }
 }
 
+/** Stored into the queue counter to stop every thread after its current weight. */
+export const QUEUE_STOP = 0x3fffffff;
+
 /**
  * `audit --stream` of `file` with `jobs` threads (default: one per core; 1, or a model under
- * PARALLEL_MIN_BYTES of weights, runs on the calling thread).
+ * PARALLEL_MIN_BYTES of weights, runs on the calling thread). The worker threads are started
+ * first (starting one takes about as long as reading 1 GB from the page cache), and open the
+ * file and order the weights themselves while this thread does the same.
  */
 export async function auditFileStreaming(file: string, options: AuditOptions & { jobs?: number; parallelMinBytes?: number } = {}): Promise<{ report: AuditReport; model: Model; threads: number }> {
-  const { model, source } = openModel(file, { paged: true });
-  const paged = rangeTargetOf(source);
   const jobs = Math.max(1, Math.floor(options.jobs ?? defaultJobs()));
-  const total = model.weights.reduce((n, w) => n + (w.storedByteLength ?? w.bytes.length), 0);
-  const { jobs: _j, parallelMinBytes: _p, ...auditOptions } = options;
-  const base: AuditOptions = { ...auditOptions, file: options.file ?? file, streaming: true, ...(paged ? { paged } : {}) };
-  if (jobs === 1 || total < (options.parallelMinBytes ?? PARALLEL_MIN_BYTES) || model.weights.length < 2) {
-    return { report: auditModel(model, base), model, threads: 1 };
-  }
-  const threads = Math.min(jobs, model.weights.length);
-  const streamed = new Map<number, StreamedWeight>();
-  let done = 0;
+  const minBytes = options.parallelMinBytes ?? PARALLEL_MIN_BYTES;
+  let fileSize = 0;
+  try { fileSize = fs.statSync(file).size; } catch { /* openModel reports it */ }
   const gzipWeights = options.gzipWeights === undefined ? 0 : options.gzipWeights;
-  const t0 = performance.now();
   const task: WorkerTask = {
-    file, order: queueOrder(model), next: new SharedArrayBuffer(4), gzipLevel: options.gzipLevel ?? 6, gzipWeights,
+    file, next: new SharedArrayBuffer(4), gzipLevel: options.gzipLevel ?? 6, gzipWeights,
     zeroPatterns: (options.zeroPatterns ?? 0) > 0, pruneCost: options.pruneCost ?? false,
   };
+  const t0 = performance.now();
+  const streamed = new Map<number, StreamedWeight>();
+  let done = 0;
+  let total = 0;
   const record = (index: number, result: StreamedWeight, bytes: number) => {
     streamed.set(index, result);
     done += bytes;
     options.onProgress?.({ phase: 'analyzing weights', done, total, item: result.row.name });
   };
   const workers: Worker[] = [];
-  const finished = Promise.all(Array.from({ length: threads - 1 }, () => new Promise<void>((resolve, reject) => {
+  const finished = Promise.all(Array.from({ length: jobs > 1 && fileSize >= minBytes ? jobs - 1 : 0 }, () => new Promise<void>((resolve, reject) => {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: task });
     workers.push(worker);
     let failed = false;
@@ -115,16 +115,38 @@ export async function auditFileStreaming(file: string, options: AuditOptions & {
       else resolve();
     });
   })));
+  const stopWorkers = async () => {
+    Atomics.store(new Int32Array(task.next), 0, QUEUE_STOP);
+    finished.catch(() => { /* the error reported is this thread's */ });
+    await Promise.allSettled(workers.map((w) => w.terminate()));
+  };
+
+  let model: Model;
+  let paged: RangeTarget | undefined;
+  try {
+    const opened = openModel(file, { paged: true });
+    model = opened.model;
+    paged = rangeTargetOf(opened.source);
+  } catch (e) {
+    await stopWorkers();
+    throw e;
+  }
+  total = model.weights.reduce((n, w) => n + (w.storedByteLength ?? w.bytes.length), 0);
+  const { jobs: _j, parallelMinBytes: _p, ...auditOptions } = options;
+  const base: AuditOptions = { ...auditOptions, file: options.file ?? file, streaming: true, ...(paged ? { paged } : {}) };
+  if (workers.length === 0 || total < minBytes || model.weights.length < 2) {
+    if (workers.length > 0) await stopWorkers();
+    return { report: auditModel(model, base), model, threads: 1 };
+  }
   // This thread takes weights from the same queue while the workers start and run.
   try {
     drainQueue(model, task, paged, record);
   } catch (e) {
-    // Stop the workers (they would finish the queue for nothing), then report this thread's error.
-    Atomics.store(new Int32Array(task.next), 0, task.order.length);
-    await Promise.allSettled(workers.map((w) => w.terminate()));
+    await stopWorkers();
     throw e;
   }
   await finished;
+  const threads = 1 + workers.length;
   const analyzeMs = Math.round(performance.now() - t0);
   const report = auditModel(model, { ...base, streamed });
   report.timings.analyze = analyzeMs;

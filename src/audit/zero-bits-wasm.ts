@@ -113,62 +113,106 @@ function kernelBody(width: 1 | 2 | 4): number[] {
   return [...uleb(code.length), ...code];
 }
 
+function sleb64(n: bigint): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = Number(n & 0x7fn);
+    n >>= 7n;
+    if ((n === 0n && (b & 0x40) === 0) || (n === -1n && (b & 0x40) !== 0)) { out.push(b); return out; }
+    out.push(b | 0x80);
+  }
+}
+
+/** i64 instructions of the counting kernels. */
+const op64 = {
+  c: (v: bigint) => [0x42, ...sleb64(BigInt.asIntN(64, v))],
+  load: [0x29, 0x03, 0x00], load32: [0x35, 0x02, 0x00],
+  store: [0x37, 0x03, 0x00], store32: [0x3e, 0x02, 0x00],
+  popcnt: [0x7b], add: [0x7c], sub: [0x7d], and: [0x83], or: [0x84], shrU: [0x88], eq: [0x51],
+  load64At: (offset: number) => [0x29, 0x03, ...uleb(offset)],
+};
+const rep64 = (x: number) => BigInt(x >>> 0) | (BigInt(x >>> 0) << 32n);
+
 /**
- * stats(ptr, n, colAny, fed, out): over the n bit words at ptr, the counts analysis.ts's addRowStats
- * takes from its byte tables, with popcounts instead: out[0..5] = set bits, nonzero bit pairs,
- * nibbles, bytes, 16-bit halves, words; out[6..8] = N:M violations of three patterns described at
- * out[9..17] (per slot: field width 2/4/8 (0: none), the addend and the test mask; a group
- * violates when its bit count c > n, i.e. when c + (T - n - 1) reaches the field's top bit T).
- * colAny and fed (when >= 0) get every word ORed in. Locals: 0 ptr, 1 n, 2 colAny, 3 fed, 4 out,
- * 5 w, 6..11 fold counts, 12..14 N:M counts, 15 x2, 16 x4, 17 x8, 18 p, 19..27 N:M slots.
+ * The bit-row counting kernels, over 64 bits at a time (an odd last word as 32):
+ *   stats(ptr, n, colAny, fed, out): over the n words at ptr, out[0..5] = set bits, nonzero bit
+ *     pairs, nibbles, bytes, 16-bit halves, 32-bit words (what analysis.ts's addRowStats takes
+ *     from its byte tables, here with popcounts); out[6..8] = N:M violations of three patterns
+ *     given as i64 at out + 40 (per slot: field width 2/4/8 (0: none), addend, test mask: a group
+ *     with c set bits violates when c > n, i.e. when c + (T - n - 1) reaches the field's top bit
+ *     T). Every word is ORed into colAny and (when fed >= 0) into fed.
+ *   foldPass(ptr, n, target, _, out): out[0..5] as above, then each word is ORed into target (when
+ *     target >= 0) and cleared.
+ * Locals: 0 ptr, 1 n, 2 colAny / target, 3 fed, 4 out (i32 params), 5 w, 6..11 fold counts,
+ * 12..14 N:M counts, 15 x2, 16 x4, 17 x8, 18 p, 19..27 N:M slots (i64), 28 pairs left (i32).
  */
-function statsBody(): number[] {
-  const W = 5, X2 = 15, X4 = 16, X8 = 17, P = 18;
-  const addPop = (counter: number, value: number[]) => [...value, ...op.popcnt, ...op.get(counter), ...op.add, ...op.set(counter)];
-  const orInto = (ptr: number) => [
-    ...op.get(ptr), ...op.i32(0), ...op.ltS, ...op.eqz, 0x04, 0x40, // if ptr >= 0
-    ...op.get(ptr), ...op.get(ptr), ...op.load(0), ...op.get(W), ...op.or, ...op.store(0),
-    ...op.get(ptr), ...op.i32(4), ...op.add, ...op.set(ptr),
-    0x0b,
-  ];
-  // p = (p | p >>> s) & m; counter += popcnt(p)
+function countBody(kind: 'stats' | 'foldPass'): number[] {
+  const W = 5, X2 = 15, X4 = 16, X8 = 17, P = 18, PAIRS = 28;
+  const stats = kind === 'stats';
+  const addPop = (counter: number, value: number[]) => [...value, ...op64.popcnt, ...op.get(counter), ...op64.add, ...op.set(counter)];
   const fold = (counter: number, shift: number, mask: number) => [
-    ...op.get(P), ...op.get(P), ...op.i32(shift), ...op.shrU, ...op.or, ...op.i32(mask), ...op.and, ...op.tee(P),
-    ...op.popcnt, ...op.get(counter), ...op.add, ...op.set(counter),
+    ...op.get(P), ...op.get(P), ...op64.c(BigInt(shift)), ...op64.shrU, ...op64.or, ...op64.c(rep64(mask)), ...op64.and, ...op.tee(P),
+    ...op64.popcnt, ...op.get(counter), ...op64.add, ...op.set(counter),
   ];
   const nmSlot = (k: number) => {
     const level = 19 + 3 * k, addend = 20 + 3 * k, test = 21 + 3 * k;
     return addPop(12 + k, [
-      ...op.get(X2), ...op.get(X4), ...op.get(X8), ...op.get(level), ...op.i32(4), ...op.eq, ...op.select,
-      ...op.get(level), ...op.i32(2), ...op.eq, ...op.select,
-      ...op.get(addend), ...op.add, ...op.get(test), ...op.and,
+      ...op.get(X2), ...op.get(X4), ...op.get(X8), ...op.get(level), ...op64.c(4n), ...op64.eq, ...op.select,
+      ...op.get(level), ...op64.c(2n), ...op64.eq, ...op.select,
+      ...op.get(addend), ...op64.add, ...op.get(test), ...op64.and,
     ]);
   };
+  const word = (wide: boolean): number[] => {
+    const load = wide ? op64.load : op64.load32;
+    const store = wide ? op64.store : op64.store32;
+    const step = wide ? 8 : 4;
+    // mem[ptr] |= w; ptr += step (when ptr >= 0)
+    const orInto = (ptr: number) => [
+      ...op.get(ptr), ...op.i32(0), ...op.ltS, ...op.eqz, 0x04, 0x40,
+      ...op.get(ptr), ...op.get(ptr), ...load, ...op.get(W), ...op64.or, ...store,
+      ...op.get(ptr), ...op.i32(step), ...op.add, ...op.set(ptr),
+      0x0b,
+    ];
+    const out = [...op.get(0), ...load, ...op.set(W)];
+    if (!stats) out.push(...op.get(0), ...op64.c(0n), ...store);
+    out.push(...orInto(2));
+    if (stats) out.push(...orInto(3));
+    out.push(
+      ...addPop(6, op.get(W)),
+      ...op.get(W), ...op.set(P),
+      ...fold(7, 1, 0x55555555), ...fold(8, 2, 0x11111111), ...fold(9, 4, 0x01010101), ...fold(10, 8, 0x00010001), ...fold(11, 16, 0x00000001),
+    );
+    if (stats) {
+      out.push(
+        ...op.get(W), ...op.get(W), ...op64.c(1n), ...op64.shrU, ...op64.c(rep64(0x55555555)), ...op64.and, ...op64.sub, ...op.set(X2),
+        ...op.get(X2), ...op64.c(rep64(0x33333333)), ...op64.and, ...op.get(X2), ...op64.c(2n), ...op64.shrU, ...op64.c(rep64(0x33333333)), ...op64.and, ...op64.add, ...op.set(X4),
+        ...op.get(X4), ...op.get(X4), ...op64.c(4n), ...op64.shrU, ...op64.add, ...op64.c(rep64(0x0f0f0f0f)), ...op64.and, ...op.set(X8),
+        ...nmSlot(0), ...nmSlot(1), ...nmSlot(2),
+      );
+    }
+    out.push(...op.get(0), ...op.i32(step), ...op.add, ...op.set(0));
+    return out;
+  };
   const body: number[] = [];
-  for (let k = 0; k < 9; k++) body.push(...op.get(4), ...op.load(36 + 4 * k), ...op.set(19 + k));
+  if (stats) for (let k = 0; k < 9; k++) body.push(...op.get(4), ...op64.load64At(40 + 8 * k), ...op.set(19 + k));
   body.push(
-    ...op.get(1), ...op.eqz, 0x04, 0x40, 0x05, // if n == 0 (nothing) else
+    ...op.get(1), ...op.i32(1), 0x76, ...op.set(PAIRS), // pairs = n >>> 1
+    0x02, 0x40, // block
+    ...op.get(PAIRS), ...op.eqz, 0x0d, 0x00, // br_if block: no pairs
     0x03, 0x40, // loop
-    ...op.get(0), ...op.load(0), ...op.set(W),
-    ...orInto(2), ...orInto(3),
-    ...addPop(6, op.get(W)),
-    ...op.get(W), ...op.set(P),
-    ...fold(7, 1, 0x55555555), ...fold(8, 2, 0x11111111), ...fold(9, 4, 0x01010101), ...fold(10, 8, 0x00010001),
-    ...op.get(W), ...op.i32(0), ...op.ne, ...op.get(11), ...op.add, ...op.set(11),
-    // x2: bit counts of pairs, x4 of nibbles, x8 of bytes
-    ...op.get(W), ...op.get(W), ...op.i32(1), ...op.shrU, ...op.i32(0x55555555), ...op.and, ...op.sub, ...op.set(X2),
-    ...op.get(X2), ...op.i32(0x33333333), ...op.and, ...op.get(X2), ...op.i32(2), ...op.shrU, ...op.i32(0x33333333), ...op.and, ...op.add, ...op.set(X4),
-    ...op.get(X4), ...op.get(X4), ...op.i32(4), ...op.shrU, ...op.add, ...op.i32(0x0f0f0f0f), ...op.and, ...op.set(X8),
-    ...nmSlot(0), ...nmSlot(1), ...nmSlot(2),
-    ...op.get(0), ...op.i32(4), ...op.add, ...op.set(0),
-    ...op.get(1), ...op.i32(1), ...op.sub, ...op.tee(1),
+    ...word(true),
+    ...op.get(PAIRS), ...op.i32(1), ...op.sub, ...op.tee(PAIRS),
     0x0d, 0x00, // br_if loop
     0x0b, // end loop
-    0x0b, // end if
+    0x0b, // end block
+    ...op.get(1), ...op.i32(1), ...op.and, 0x04, 0x40, // if n is odd: the last word as 32 bits
+    ...word(false),
+    0x0b,
   );
-  for (let k = 0; k < 9; k++) body.push(...op.get(4), ...op.get(6 + k), ...op.store(4 * k));
+  // i64 counts stored as i32 (a call counts at most 64 bits per word of one row).
+  for (let k = 0; k < (stats ? 9 : 6); k++) body.push(...op.get(4), ...op.get(6 + k), 0xa7, ...op.store(4 * k));
   body.push(0x0b);
-  const locals = vector([[23, I32]]);
+  const locals = vector([[23, 0x7e], [1, I32]]);
   const code = [...locals, ...body];
   return [...uleb(code.length), ...code];
 }
@@ -176,7 +220,7 @@ function statsBody(): number[] {
 /** The module: memory "memory" (exported, grown by the caller) and bits8 / bits16 / bits32. */
 export function zeroBitsModuleBytes(): Uint8Array<ArrayBuffer> {
   const type = section(1, vector([[0x60, ...vector([[I32], [I32], [I32], [I32], [I32]]), 0x00]]));
-  const funcs = section(3, vector([[0x00], [0x00], [0x00], [0x00]]));
+  const funcs = section(3, vector([[0x00], [0x00], [0x00], [0x00], [0x00]]));
   const memory = section(5, vector([[0x00, ...uleb(1)]]));
   const exports = section(7, vector([
     [...name('memory'), 0x02, 0x00],
@@ -184,8 +228,9 @@ export function zeroBitsModuleBytes(): Uint8Array<ArrayBuffer> {
     [...name('bits16'), 0x00, 0x01],
     [...name('bits32'), 0x00, 0x02],
     [...name('stats'), 0x00, 0x03],
+    [...name('foldPass'), 0x00, 0x04],
   ]));
-  const code = section(10, [...uleb(4), ...kernelBody(1), ...kernelBody(2), ...kernelBody(4), ...statsBody()]);
+  const code = section(10, [...uleb(5), ...kernelBody(1), ...kernelBody(2), ...kernelBody(4), ...countBody('stats'), ...countBody('foldPass')]);
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...funcs, ...memory, ...exports, ...code]);
 }
 
@@ -194,6 +239,7 @@ export function zeroBitsModuleBytes(): Uint8Array<ArrayBuffer> {
 
 type KernelFn = (src: number, groups: number, dst: number, mask: number, ref: number) => void;
 type StatsFn = (ptr: number, n: number, colAny: number, fed: number, out: number) => void;
+type FoldPassFn = (ptr: number, n: number, target: number, unused: number, out: number) => void;
 
 const PAGE = 65536;
 const SCRATCH_BYTES = 128;
@@ -210,7 +256,9 @@ export class ZeroBitsKernel implements BitStatsKernel {
   private arenaAt = 0;
   private arenaEnd = 0;
   private scratch = new Int32Array(0);
-  private constructor(private readonly memory: WebAssembly.Memory, private readonly fns: Record<1 | 2 | 4, KernelFn>, private readonly statsFn: StatsFn) {}
+  private nmParams = new BigInt64Array(0);
+  private constructor(private readonly memory: WebAssembly.Memory, private readonly fns: Record<1 | 2 | 4, KernelFn>,
+    private readonly statsFn: StatsFn, private readonly foldPassFn: FoldPassFn) {}
 
   static create(): ZeroBitsKernel | null {
     if (typeof WebAssembly === 'undefined') return null;
@@ -218,8 +266,8 @@ export class ZeroBitsKernel implements BitStatsKernel {
     try {
       if (!WebAssembly.validate(bytes)) return null;
       const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
-      const e = instance.exports as { memory: WebAssembly.Memory; bits8: KernelFn; bits16: KernelFn; bits32: KernelFn; stats: StatsFn };
-      const kernel = new ZeroBitsKernel(e.memory, { 1: e.bits8, 2: e.bits16, 4: e.bits32 }, e.stats);
+      const e = instance.exports as { memory: WebAssembly.Memory; bits8: KernelFn; bits16: KernelFn; bits32: KernelFn; stats: StatsFn; foldPass: FoldPassFn };
+      const kernel = new ZeroBitsKernel(e.memory, { 1: e.bits8, 2: e.bits16, 4: e.bits32 }, e.stats, e.foldPass);
       kernel.reserve(PAGE);
       return kernel;
     } catch {
@@ -239,7 +287,8 @@ export class ZeroBitsKernel implements BitStatsKernel {
     const pages = Math.ceil(arenaEnd / PAGE) - this.memory.buffer.byteLength / PAGE;
     if (pages > 0) this.memory.grow(pages);
     Object.assign(this, { capacity, bitsAt, scratchAt, arenaAt, arenaEnd });
-    this.scratch = new Int32Array(this.memory.buffer, scratchAt, SCRATCH_BYTES / 4);
+    this.scratch = new Int32Array(this.memory.buffer, scratchAt, 10);
+    this.nmParams = new BigInt64Array(this.memory.buffer, scratchAt + 40, 9);
   }
 
   /** Bytes of memory the instance has (reserved; the system commits only pages touched). */
@@ -298,23 +347,34 @@ export class ZeroBitsKernel implements BitStatsKernel {
         const spec = p.m === 2 ? [2, 0x55555555] : p.m === 4 ? [8, 0x11111111] : p.m === 8 ? [128, 0x01010101] : null;
         if (!spec || !(p.n >= 0 && p.n < p.m)) return false;
         const [top, repeat] = spec as [number, number];
-        level = p.m === 8 ? 8 : p.m;
+        level = p.m;
         addend = Math.imul(top - p.n - 1, repeat);
         test = Math.imul(top, repeat);
       }
-      this.scratch[9 + 3 * k] = level;
-      this.scratch[10 + 3 * k] = addend;
-      this.scratch[11 + 3 * k] = test;
+      const wide = (x: number) => BigInt(x >>> 0) | (BigInt(x >>> 0) << 32n);
+      this.nmParams[3 * k] = BigInt(level);
+      this.nmParams[3 * k + 1] = wide(addend);
+      this.nmParams[3 * k + 2] = wide(test);
     }
     return true;
   }
 
-  stats(words: Int32Array, colAny: Int32Array | null, fed: Int32Array | null, folds: Float64Array, nmOut: Float64Array | null): void {
-    const own = (a: Int32Array) => a.buffer === this.memory.buffer;
-    if (!own(words) || (colAny && !own(colAny)) || (fed && !own(fed))) throw new RangeError('stats() needs word arrays from this kernel (wordArrays)');
-    this.statsFn(words.byteOffset, words.length, colAny ? colAny.byteOffset : -1, fed ? fed.byteOffset : -1, this.scratchAt);
+  owns(words: Int32Array): boolean {
+    return words.buffer === this.memory.buffer;
+  }
+
+  // The arrays passed below come from wordArrays or bits (the caller checked with owns); only
+  // their offsets are used.
+  stats(words: Int32Array, start: number, length: number, colAny: Int32Array, fed: Int32Array | null, folds: Float64Array, nmOut: Float64Array | null): void {
+    this.statsFn(words.byteOffset + 4 * start, length, colAny.byteOffset, fed ? fed.byteOffset : -1, this.scratchAt);
     const s = this.scratch;
-    for (let k = 0; k < 6; k++) folds[k] += s[k]!;
-    if (nmOut) for (let k = 0; k < 3; k++) nmOut[k] += s[6 + k]!;
+    folds[0] += s[0]!; folds[1] += s[1]!; folds[2] += s[2]!; folds[3] += s[3]!; folds[4] += s[4]!; folds[5] += s[5]!;
+    if (nmOut) { nmOut[0] += s[6]!; nmOut[1] += s[7]!; nmOut[2] += s[8]!; }
+  }
+
+  foldPass(words: Int32Array, target: Int32Array | null, folds: Float64Array): void {
+    this.foldPassFn(words.byteOffset, words.length, target ? target.byteOffset : -1, -1, this.scratchAt);
+    const s = this.scratch;
+    folds[0] += s[0]!; folds[1] += s[1]!; folds[2] += s[2]!; folds[3] += s[3]!; folds[4] += s[4]!; folds[5] += s[5]!;
   }
 }

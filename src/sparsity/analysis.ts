@@ -142,11 +142,16 @@ export interface BitStatsKernel {
   wordArrays(count: number, words: number): Int32Array[] | null;
   /** Sets the N:M patterns (m in 2, 4, 8; at most three) of stats()'s nmOut; false when unsupported. */
   nmPatterns(patterns: readonly { n: number; m: number }[]): boolean;
+  /** True when `words` lives in the kernel's memory (then stats() may read it in place). */
+  owns(words: Int32Array): boolean;
   /**
-   * Over `words`: folds[0..5] += nonzero bits, bit pairs, nibbles, bytes, 16-bit halves and
-   * words; nmOut[k] += groups violating pattern k; `words` ORed into colAny and fed when given.
+   * Over words[start .. start + length): folds[0..5] += nonzero bits, bit pairs, nibbles, bytes,
+   * 16-bit halves and words; nmOut[k] += groups violating pattern k; the words ORed into colAny
+   * and into fed when given.
    */
-  stats(words: Int32Array, colAny: Int32Array | null, fed: Int32Array | null, folds: Float64Array, nmOut: Float64Array | null): void;
+  stats(words: Int32Array, start: number, length: number, colAny: Int32Array, fed: Int32Array | null, folds: Float64Array, nmOut: Float64Array | null): void;
+  /** folds[0..5] += the counts of `words` (as stats), then ORs `words` into target (when given) and clears it. */
+  foldPass(words: Int32Array, target: Int32Array | null, folds: Float64Array): void;
 }
 
 export const DEFAULT_BLOCK_SHAPES: readonly (readonly [number, number])[] = [
@@ -1010,6 +1015,10 @@ interface RowScan {
   flatBits: Int32Array | null;
   /** The counting kernel (AnalysisOptions.bitStats) when every word array lives in its memory. */
   kernel: BitStatsKernel | null;
+  /** With the kernel: the accumulator each height's completed accumulator is ORed into (at most one), or null. */
+  passTo: (Int32Array | null)[];
+  /** With the kernel: rows are read from flatBits in place (word-aligned rows, nothing else reads the row). */
+  inPlace: boolean;
   rows: number;
   cols: number;
   wordsPerRow: number;
@@ -1041,18 +1050,24 @@ interface RowScan {
  */
 function scanRows(scanner: ZeroScanner, s: RowScan): void {
   const { rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
-    heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks, histogram, flatBits, kernel } = s;
+    heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks, histogram, flatBits, kernel, passTo, inPlace } = s;
+  const fed = fedByRows.length > 0 ? fedByRows[0] : null;
+  const nmKernelOut = nmTable !== null ? nmTableCounts : null;
   let { minNnz, maxNnz, zeroRows } = s;
   for (let r = 0; r < rows; r++) {
-    if (flatBits !== null) {
-      copyBits(flatBits, r * cols, cols, row);
-    } else {
-      row.fill(0);
-      scanner.rowBits(r, row);
-    }
     const before = foldCounts[0][0];
-    if (kernel !== null) kernel.stats(row, colAny, fedByRows.length > 0 ? fedByRows[0] : null, foldCounts[0], nmTable !== null ? nmTableCounts : null);
-    else addRowStats(row, foldCounts[0], colAny, fedByRows, nmTable, nmTableCounts);
+    if (inPlace) {
+      kernel!.stats(flatBits!, r * wordsPerRow, wordsPerRow, colAny, fed, foldCounts[0], nmKernelOut);
+    } else {
+      if (flatBits !== null) {
+        copyBits(flatBits, r * cols, cols, row);
+      } else {
+        row.fill(0);
+        scanner.rowBits(r, row);
+      }
+      if (kernel !== null) kernel.stats(row, 0, wordsPerRow, colAny, fed, foldCounts[0], nmKernelOut);
+      else addRowStats(row, foldCounts[0], colAny, fedByRows, nmTable, nmTableCounts);
+    }
     const nnz = foldCounts[0][0] - before;
     if (nnz < minNnz) minNnz = nnz;
     if (nnz > maxNnz) maxNnz = nnz;
@@ -1063,10 +1078,7 @@ function scanRows(scanner: ZeroScanner, s: RowScan): void {
     for (let h = 0; h < heights.length; h++) {
       if ((r + 1) % heights[h] !== 0) continue;
       const acc = accumulators[h];
-      if (h > 0) {
-        if (kernel !== null) kernel.stats(acc, null, null, foldCounts[h], null);
-        else addFolds(acc, foldCounts[h]);
-      }
+      if (h > 0 && kernel === null) addFolds(acc, foldCounts[h]);
       if (slowShapes) {
         for (let s = 0; s < blocks.length; s++) {
           const b = blocks[s];
@@ -1076,6 +1088,11 @@ function scanRows(scanner: ZeroScanner, s: RowScan): void {
         }
       }
       if (h === 0) continue;
+      if (kernel !== null) {
+        // Counts, the OR into the next height, and the clearing in one pass.
+        kernel.foldPass(acc, passTo[h], foldCounts[h]);
+        continue;
+      }
       for (let k = h + 1; k < heights.length; k++) {
         if (source[k] !== h) continue;
         const target = accumulators[k];
@@ -1151,7 +1168,9 @@ export function analyzeZeros(weight: DenseWeight, options: AnalysisOptions = {})
   const arrayCount = 1 + heights.length;
   let kernel: BitStatsKernel | null = null;
   let arrays: Int32Array[] | null = null;
-  if (options.bitStats && source.filter((f, k) => k > 0 && f === 0).length <= 1 && options.bitStats.nmPatterns(nmTabled)) {
+  // The kernel passes a completed accumulator on to at most one height, and takes at most one fed by rows.
+  const singleTargets = heights.every((_, h) => source.filter((f, k) => k > h && f === h).length <= 1);
+  if (options.bitStats && singleTargets && options.bitStats.nmPatterns(nmTabled)) {
     arrays = options.bitStats.wordArrays(arrayCount, wordsPerRow);
     if (arrays) kernel = options.bitStats;
   }
@@ -1175,8 +1194,13 @@ export function analyzeZeros(weight: DenseWeight, options: AnalysisOptions = {})
     }
     flatBits = options.nonzeroBits;
   }
+  const passTo = heights.map((_, h) => {
+    const k = source.findIndex((f, j) => j > h && f === h);
+    return h > 0 && k > 0 ? accumulators[k] : null;
+  });
+  const inPlace = kernel !== null && flatBits !== null && (cols & 31) === 0 && !slowShapes && nmSlow.length === 0 && kernel.owns(flatBits);
   const scan: RowScan = {
-    flatBits, kernel, rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
+    flatBits, kernel, passTo, inPlace, rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
     heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks,
     histogram: new Array<number>(bins).fill(0), minNnz: rows === 0 ? 0 : Infinity, maxNnz: 0, zeroRows: 0,
   };
