@@ -1,11 +1,12 @@
 /**
- * A streaming audit on several threads: the calling thread and jobs - 1 worker threads each open
- * the model file in pages and take weights from one shared queue (largest first, an atomic
- * counter in a SharedArrayBuffer), so a thread slowed down by other load simply takes fewer; the
- * calling thread then assembles the report. Each thread reads one weight at a time straight into
- * its own kernel's memory (src/audit/zero-bits-wasm.ts), so jobs threads hold about jobs weights.
- * Per weight the work is the same function as on one thread (`streamWeight`), so the report is
- * identical to a single-threaded streaming audit. Node-only.
+ * A streaming audit on several threads: the calling thread and jobs - 1 worker threads take
+ * weights from one shared queue (largest first, an atomic counter in a SharedArrayBuffer), so a
+ * thread slowed down by other load simply takes fewer; the calling thread then assembles the
+ * report. Workers do not parse the model: the calling thread locates each weight's bytes in the
+ * file and sends their descriptions (queue.ts); each thread reads one weight at a time straight
+ * into its own kernel's memory (src/audit/zero-bits-wasm.ts), so jobs threads hold about jobs
+ * weights. Per weight the work is the same function as on one thread (`streamWeight`), so the
+ * report is identical to a single-threaded streaming audit. Node-only.
  */
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -13,66 +14,28 @@ import { openModel } from '../index.js';
 import { defaultJobs } from '../parallel/pool.js';
 import { PrunepackError, type ErrorCode } from '../errors.js';
 import type { Model } from '../model/types.js';
-import { auditModel, streamWeight, type AuditOptions, type RangeTarget, type StreamedWeight } from './audit.js';
+import { PagedFile } from '../io/paged.js';
+import { auditModel, type AuditOptions, type RangeTarget, type StreamedWeight } from './audit.js';
 import type { AuditReport } from './report.js';
+import {
+  drainQueue, locateWeights, queueOrder, QUEUE_STOP, runWeight, type WeightSpec, type WorkerJobs, type WorkerMessage, type WorkerTask,
+} from './queue.js';
 
-/** Message from a worker: one weight done, or the worker's failure. */
-export type WorkerMessage =
-  | { kind: 'weight'; index: number; result: StreamedWeight; bytes: number }
-  | { kind: 'error'; message: string; code?: string; details?: { format?: string; location?: string; expected?: string; found?: string; hint?: string } };
-
-export interface WorkerTask {
-  file: string;
-  /** Int32Array(1) over a SharedArrayBuffer: the next position in queueOrder(model) to take. */
-  next: SharedArrayBuffer;
-  gzipLevel: 6 | 9;
-  gzipWeights: number | null;
-  zeroPatterns: boolean;
-  pruneCost: boolean;
-}
+export { queueOrder } from './queue.js';
 
 /** Stored bytes below which worker threads cost more than they save. */
 export const PARALLEL_MIN_BYTES = 32 * 1024 * 1024;
 
-
-/** Weight indices, largest stored bytes first (ties by index): the order threads take them in. */
-export function queueOrder(model: Model): number[] {
-  return model.weights.map((w, i) => ({ i, bytes: w.storedByteLength ?? w.bytes.length }))
-    .sort((a, b) => b.bytes - a.bytes || a.i - b.i).map((x) => x.i);
+/** The paged file of a source opened with `{ paged: true }` (a PagedFile), or undefined. */
+export function rangeTargetOf(source: { paged?: object }): PagedFile | undefined {
+  return source.paged instanceof PagedFile ? source.paged : undefined;
 }
-
-/** The paged file of a source opened with `{ paged: true }` as a RangeTarget (PagedFile has readNextRangeInto). */
-export function rangeTargetOf(source: { paged?: object }): RangeTarget | undefined {
-  const p = source.paged as Partial<RangeTarget> | undefined;
-  return p && typeof p.readNextRangeInto === 'function' ? p as RangeTarget : undefined;
-}
-
-/** Takes weights from the shared queue until it is empty; `done` gets each result. */
-export function drainQueue(model: Model, task: Omit<WorkerTask, 'file'>, paged: RangeTarget | undefined,
-  done: (index: number, result: StreamedWeight, bytes: number) => void): void {
-  const next = new Int32Array(task.next);
-  const order = queueOrder(model);
-  for (;;) {
-    const k = Atomics.add(next, 0, 1);
-    if (k >= order.length) return;
-    const index = order[k]!;
-    const weight = model.weights[index]!;
-    const bytes = weight.storedByteLength ?? weight.bytes.length;
-    const deep = task.gzipWeights === null || index < task.gzipWeights;
-    done(index, streamWeight(model, index, {
-      gzipLevel: task.gzipLevel, deep, zeroPattern: task.zeroPatterns, pruneCost: task.pruneCost, ...(paged ? { paged } : {}),
-    }), bytes);
-  }
-}
-
-/** Stored into the queue counter to stop every thread after its current weight. */
-export const QUEUE_STOP = 0x3fffffff;
 
 /**
- * `audit --stream` of `file` with `jobs` threads (default: one per core; 1, or a model under
- * PARALLEL_MIN_BYTES of weights, runs on the calling thread). The worker threads are started
- * first (starting one takes about as long as reading 1 GB from the page cache), and open the
- * file and order the weights themselves while this thread does the same.
+ * `audit --stream` of `file` with `jobs` threads (default: one per core; 1, or a file under
+ * PARALLEL_MIN_BYTES, runs on the calling thread). The worker threads are started first, so they
+ * load their modules while this thread opens the model; this thread then locates each weight
+ * stored dense in the file, sends the workers the list, and takes weights from the queue too.
  */
 export async function auditFileStreaming(file: string, options: AuditOptions & { jobs?: number; parallelMinBytes?: number } = {}): Promise<{ report: AuditReport; model: Model; threads: number }> {
   const jobs = Math.max(1, Math.floor(options.jobs ?? defaultJobs()));
@@ -93,6 +56,8 @@ export async function auditFileStreaming(file: string, options: AuditOptions & {
     done += bytes;
     options.onProgress?.({ phase: 'analyzing weights', done, total, item: result.row.name });
   };
+  // Workers are started before the model is opened: starting one (a V8 isolate loading modules)
+  // takes about as long as reading a few hundred MB.
   const workers: Worker[] = [];
   const finished = Promise.all(Array.from({ length: jobs > 1 && fileSize >= minBytes ? jobs - 1 : 0 }, () => new Promise<void>((resolve, reject) => {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: task });
@@ -122,25 +87,36 @@ export async function auditFileStreaming(file: string, options: AuditOptions & {
   };
 
   let model: Model;
-  let paged: RangeTarget | undefined;
+  let paged: PagedFile | undefined;
+  let specs: (WeightSpec | null)[] = [];
   try {
     const opened = openModel(file, { paged: true });
     model = opened.model;
     paged = rangeTargetOf(opened.source);
+    total = model.weights.reduce((n, w) => n + (w.storedByteLength ?? w.bytes.length), 0);
+    // Where each weight stored dense is in the file: those go to the shared queue.
+    if (paged && workers.length > 0 && total >= minBytes && model.weights.length >= 2) specs = locateWeights(model, paged);
   } catch (e) {
     await stopWorkers();
     throw e;
   }
-  total = model.weights.reduce((n, w) => n + (w.storedByteLength ?? w.bytes.length), 0);
+  const target: RangeTarget | undefined = paged;
   const { jobs: _j, parallelMinBytes: _p, ...auditOptions } = options;
-  const base: AuditOptions = { ...auditOptions, file: options.file ?? file, streaming: true, ...(paged ? { paged } : {}) };
-  if (workers.length === 0 || total < minBytes || model.weights.length < 2) {
+  const base: AuditOptions = { ...auditOptions, file: options.file ?? file, streaming: true, ...(target ? { paged: target } : {}) };
+  const order = queueOrder(model).filter((i) => specs[i] != null);
+  if (!paged || order.length === 0) {
     if (workers.length > 0) await stopWorkers();
     return { report: auditModel(model, base), model, threads: 1 };
   }
-  // This thread takes weights from the same queue while the workers start and run.
+  const jobsMessage: WorkerJobs = { format: model.format, fileSize: paged.size, order, weights: specs };
+  for (const w of workers) w.postMessage(jobsMessage);
+  // This thread analyses the weights the workers cannot read by range (stored sparse) first,
+  // then takes from the queue with them.
   try {
-    drainQueue(model, task, paged, record);
+    specs.forEach((spec, index) => {
+      if (spec === null) record(index, runWeight(model, index, task, target), model.weights[index]!.storedByteLength ?? 0);
+    });
+    drainQueue(model, task, order, target, record);
   } catch (e) {
     await stopWorkers();
     throw e;

@@ -24,10 +24,15 @@ export class PagedFile {
   bytesRead = 0;
   /** Set by `readNextRangeInto`: where the next range read of exactly its length goes. */
   private nextTarget: Uint8Array | null = null;
+  /** Set by `locateRange`: range reads are recorded instead of performed. */
+  private located: { offset: number; length: number }[] | null = null;
 
-  /** @param size the whole file's size; the image covers its first MAX_IMAGE bytes */
-  constructor(private readonly fd: number, readonly size: number, readonly file: string) {
-    this.image = new Uint8Array(Math.min(size, MAX_IMAGE));
+  /**
+   * @param size the whole file's size; the image covers its first MAX_IMAGE bytes
+   * @param withImage false: range reads only (no image: `ensure` must not be called)
+   */
+  constructor(private readonly fd: number, readonly size: number, readonly file: string, withImage = true) {
+    this.image = new Uint8Array(withImage ? Math.min(size, MAX_IMAGE) : 0);
     this.loaded = new Uint8Array(Math.ceil(this.image.length / PAGE_SIZE));
   }
 
@@ -52,12 +57,32 @@ export class PagedFile {
     this.nextTarget = into;
   }
 
+  /**
+   * Runs `load` with range reads recorded instead of performed, and returns the range it read
+   * when it read exactly one (null otherwise): where a weight's bytes are in the file, found by
+   * asking the reader for them. What `load` gets back is not the file's bytes (a view of the
+   * image, or zeros): the caller must drop it (`WeightTensor.release`) before using the weight.
+   */
+  locateRange(load: () => unknown): { offset: number; length: number } | null {
+    this.located = [];
+    try {
+      load();
+      return this.located.length === 1 ? this.located[0]! : null;
+    } finally {
+      this.located = null;
+    }
+  }
+
   /** A new array with the file's bytes [offset, offset + length) (or the `readNextRangeInto` target). */
   readRange(offset: number, length: number): Uint8Array {
     if (!(offset >= 0 && length >= 0 && offset + length <= this.size)) {
       throw new PrunepackError('TRUNCATED', 'read past the end of the file', {
         location: `${this.file} byte ${offset}`, expected: `end <= ${this.size}`, found: String(offset + length),
       });
+    }
+    if (this.located !== null) {
+      this.located.push({ offset, length });
+      return length <= this.image.length ? this.image.subarray(0, length) : new Uint8Array(length);
     }
     const target = this.nextTarget;
     const out = target !== null && target.length === length ? target : new Uint8Array(length);
