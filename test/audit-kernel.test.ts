@@ -133,3 +133,28 @@ test('PagedFile.readNextRangeInto: the next range of that length lands in the gi
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('bits computed piece by piece while the input arrives equal the bits computed at once', () => {
+  const random = mulberry32(99);
+  const k = kernel!;
+  for (const [width, n] of [[4, 10_000], [2, 7_777], [1, 40_001], [4, 32]] as const) {
+    const bytes = Uint8Array.from({ length: n * width }, () => (random() < 0.7 ? 0 : 1 + Math.floor(random() * 255)));
+    const mask = width === 4 ? 0x7fffffff : -1;
+    k.input(bytes.length).set(bytes);
+    const once = Array.from(k.bits(n, width, mask, 0));
+    const input = k.input(bytes.length);
+    // Pieces of uneven sizes, as reads of a file may return them; then the rest at the end.
+    let done = 0;
+    while (done < bytes.length) {
+      const next = Math.min(bytes.length, done + 1 + Math.floor(random() * 3000));
+      input.set(bytes.subarray(done, next), done);
+      done = next;
+      k.bitsUpTo(done, width, mask, 0);
+    }
+    assert.deepEqual(Array.from(k.bits(n, width, mask, 0)), once, `width ${width}`);
+    // A different zero test than the pieces used: everything is recomputed.
+    k.input(bytes.length).set(bytes);
+    k.bitsUpTo(bytes.length, width, 0, 0);
+    assert.deepEqual(Array.from(k.bits(n, width, mask, 0)), once, `width ${width}, other test`);
+  }
+});

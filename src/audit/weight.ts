@@ -7,7 +7,7 @@
 import { describeConsumer } from '../inspect.js';
 import { elementCount, typedView } from '../model/dtype.js';
 import type { Model, WeightTensor } from '../model/types.js';
-import { analyzeZeros, createZeroScanner, isSparseDType, type DenseWeight, type ZeroAnalysis } from '../sparsity/analysis.js';
+import { analyzeZeros, createZeroScanner, isSparseDType, type DenseWeight, type ZeroAnalysis, type ZeroScanner } from '../sparsity/analysis.js';
 import { encodeSparse, sparseEncodedSize, type DeflateLevel, type SparseCodec } from '../sparsity/codecs.js';
 import { informationBound } from '../sparsity/cost.js';
 import { gzipSizeOf, type GzipLevel } from './gzip.js';
@@ -18,7 +18,7 @@ import { ZeroBitsKernel } from './zero-bits-wasm.js';
 
 /** Reads a weight's next range into a given array (src/io/paged.ts PagedFile). */
 export interface RangeTarget {
-  readNextRangeInto(into: Uint8Array | null): void;
+  readNextRangeInto(into: Uint8Array | null, onRead?: (bytesDone: number) => void): void;
 }
 
 let threadKernel: ZeroBitsKernel | null | undefined;
@@ -157,10 +157,18 @@ export function storedLength(weight: WeightTensor): number {
  * The weight's dense bytes, in the kernel's input area when there is a kernel: read there
  * straight from the file when `paged` is given and the weight is stored dense, copied otherwise.
  */
-function loadDense(weight: WeightTensor, kernel: ZeroBitsKernel | null, paged: RangeTarget | undefined): Uint8Array {
+function loadDense(weight: WeightTensor, kernel: ZeroBitsKernel | null, paged: RangeTarget | undefined, rowAxis: number): Uint8Array {
   const stored = storedLength(weight);
   const direct = kernel !== null && paged !== undefined && weight.sparsity === undefined;
-  if (direct) paged.readNextRangeInto(kernel.input(stored));
+  if (direct) {
+    const into = kernel.input(stored);
+    // The zero bits of each piece are computed as soon as it is read, while it is in cache.
+    let test: ReturnType<ZeroScanner['flatZeroTest']> = null;
+    if (isSparseDType(weight.dtype)) {
+      try { test = createZeroScanner(denseWeightOf(weight, into), rowAxis).flatZeroTest(); } catch { /* analysed (and reported) later */ }
+    }
+    paged.readNextRangeInto(into, test ? (done) => kernel.bitsUpTo(done, test.width, test.mask, test.ref) : undefined);
+  }
   try {
     return weight.denseBytes();
   } finally {
@@ -170,7 +178,7 @@ function loadDense(weight: WeightTensor, kernel: ZeroBitsKernel | null, paged: R
 
 export function analyzeWeight(model: Model, weight: WeightTensor, index: number, paged?: RangeTarget): WorkItem {
   const kernel = auditKernel();
-  const dense = loadDense(weight, kernel, paged);
+  const dense = loadDense(weight, kernel, paged, rowAxisFor(model, weight));
   let elements = 0;
   try { elements = elementCount(weight.shape); } catch { /* reported by the plugin when read */ }
   const row: AuditWeight = {

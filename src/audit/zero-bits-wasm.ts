@@ -66,7 +66,7 @@ const op = {
 const SIMD = {
   load: 0x00, i8splat: 0x0f, i16splat: 0x10, i32splat: 0x11,
   i8eq: 0x23, i16eq: 0x2d, i32eq: 0x37, and: 0x4e,
-  i8bitmask: 0x64, i8narrow16: 0x65, i16narrow32: 0x85,
+  i8bitmask: 0x64, i8narrow16: 0x65, i16narrow32: 0x85, i16narrow32u: 0x86,
 };
 const vload = (offset: number) => op.simd(SIMD.load, 0x04, ...uleb(offset));
 
@@ -75,7 +75,7 @@ const vload = (offset: number) => op.simd(SIMD.load, 0x04, ...uleb(offset));
  * at src, stores the nonzero-bits word at dst (both advanced). Locals: 0 src, 1 groups, 2 dst,
  * 3 mask, 4 ref (params), 5 maskV, 6 refV (v128), 7 low half (i32).
  */
-function kernelBody(width: 1 | 2 | 4): number[] {
+function kernelBody(width: 1 | 2 | 4, positive = false): number[] {
   const splat = width === 1 ? SIMD.i8splat : width === 2 ? SIMD.i16splat : SIMD.i32splat;
   const eq = width === 1 ? SIMD.i8eq : width === 2 ? SIMD.i16eq : SIMD.i32eq;
   // Zero flags (all-ones lanes) of the 16 bytes at src + offset.
@@ -84,6 +84,17 @@ function kernelBody(width: 1 | 2 | 4): number[] {
   const half = (offset: number): number[] => {
     if (width === 1) return [...zeroLanes(offset), ...op.simd(SIMD.i8bitmask)];
     if (width === 2) return [...zeroLanes(offset), ...zeroLanes(offset + 16), ...op.simd(SIMD.i8narrow16), ...op.simd(SIMD.i8bitmask)];
+    if (positive) {
+      // Masked values in [0, 2^31), reference 0: narrowing with unsigned saturation keeps zero
+      // exactly zero and anything else nonzero (then signed to bytes: 32768..65535 become -128),
+      // so one byte compare replaces four i32x4 compares.
+      const masked = (o: number) => [...op.get(0), ...vload(o), ...op.get(5), ...op.simd(SIMD.and)];
+      return [
+        ...masked(offset), ...masked(offset + 16), ...op.simd(SIMD.i16narrow32u),
+        ...masked(offset + 32), ...masked(offset + 48), ...op.simd(SIMD.i16narrow32u),
+        ...op.simd(SIMD.i8narrow16), ...op.get(6), ...op.simd(SIMD.i8eq), ...op.simd(SIMD.i8bitmask),
+      ];
+    }
     return [
       ...zeroLanes(offset), ...zeroLanes(offset + 16), ...op.simd(SIMD.i16narrow32),
       ...zeroLanes(offset + 32), ...zeroLanes(offset + 48), ...op.simd(SIMD.i16narrow32),
@@ -217,10 +228,10 @@ function countBody(kind: 'stats' | 'foldPass'): number[] {
   return [...uleb(code.length), ...code];
 }
 
-/** The module: memory "memory" (exported, grown by the caller) and bits8 / bits16 / bits32. */
+/** The module: memory "memory" (exported, grown by the caller), bits8 / bits16 / bits32 / bits32pos, stats, foldPass. */
 export function zeroBitsModuleBytes(): Uint8Array<ArrayBuffer> {
   const type = section(1, vector([[0x60, ...vector([[I32], [I32], [I32], [I32], [I32]]), 0x00]]));
-  const funcs = section(3, vector([[0x00], [0x00], [0x00], [0x00], [0x00]]));
+  const funcs = section(3, vector([[0x00], [0x00], [0x00], [0x00], [0x00], [0x00]]));
   const memory = section(5, vector([[0x00, ...uleb(1)]]));
   const exports = section(7, vector([
     [...name('memory'), 0x02, 0x00],
@@ -229,8 +240,9 @@ export function zeroBitsModuleBytes(): Uint8Array<ArrayBuffer> {
     [...name('bits32'), 0x00, 0x02],
     [...name('stats'), 0x00, 0x03],
     [...name('foldPass'), 0x00, 0x04],
+    [...name('bits32pos'), 0x00, 0x05],
   ]));
-  const code = section(10, [...uleb(5), ...kernelBody(1), ...kernelBody(2), ...kernelBody(4), ...countBody('stats'), ...countBody('foldPass')]);
+  const code = section(10, [...uleb(6), ...kernelBody(1), ...kernelBody(2), ...kernelBody(4), ...countBody('stats'), ...countBody('foldPass'), ...kernelBody(4, true)]);
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...funcs, ...memory, ...exports, ...code]);
 }
 
@@ -258,7 +270,7 @@ export class ZeroBitsKernel implements BitStatsKernel {
   private scratch = new Int32Array(0);
   private nmParams = new BigInt64Array(0);
   private constructor(private readonly memory: WebAssembly.Memory, private readonly fns: Record<1 | 2 | 4, KernelFn>,
-    private readonly statsFn: StatsFn, private readonly foldPassFn: FoldPassFn) {}
+    private readonly statsFn: StatsFn, private readonly foldPassFn: FoldPassFn, private readonly bits32pos: KernelFn) {}
 
   static create(): ZeroBitsKernel | null {
     if (typeof WebAssembly === 'undefined') return null;
@@ -266,8 +278,10 @@ export class ZeroBitsKernel implements BitStatsKernel {
     try {
       if (!WebAssembly.validate(bytes)) return null;
       const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
-      const e = instance.exports as { memory: WebAssembly.Memory; bits8: KernelFn; bits16: KernelFn; bits32: KernelFn; stats: StatsFn; foldPass: FoldPassFn };
-      const kernel = new ZeroBitsKernel(e.memory, { 1: e.bits8, 2: e.bits16, 4: e.bits32 }, e.stats, e.foldPass);
+      const e = instance.exports as {
+        memory: WebAssembly.Memory; bits8: KernelFn; bits16: KernelFn; bits32: KernelFn; stats: StatsFn; foldPass: FoldPassFn; bits32pos: KernelFn;
+      };
+      const kernel = new ZeroBitsKernel(e.memory, { 1: e.bits8, 2: e.bits16, 4: e.bits32 }, e.stats, e.foldPass, e.bits32pos);
       kernel.reserve(PAGE);
       return kernel;
     } catch {
@@ -296,10 +310,35 @@ export class ZeroBitsKernel implements BitStatsKernel {
     return this.memory.buffer.byteLength;
   }
 
-  /** The input area's first `length` bytes (valid until a `reserve` that grows). */
+  /** Groups of 32 elements whose bits `bitsUpTo` has written, and the zero test they used. */
+  private cursor = 0;
+  private cursorTest = '';
+
+  /** The input area's first `length` bytes (valid until a `reserve` that grows); forgets earlier bits. */
   input(length: number): Uint8Array {
     this.reserve(length);
+    this.cursor = 0;
     return new Uint8Array(this.memory.buffer, 0, length);
+  }
+
+  /**
+   * Writes the bits of every whole group of 32 elements in the input area's first `bytes` bytes
+   * not written yet (the input is arriving piece by piece: PagedFile.readNextRangeInto's onRead);
+   * `bits` with the same zero test then only finishes the rest.
+   */
+  bitsUpTo(bytes: number, width: 1 | 2 | 4, mask: number, ref: number): void {
+    const key = `${width} ${mask | 0} ${(ref & mask) | 0}`;
+    if (key !== this.cursorTest) { this.cursor = 0; this.cursorTest = key; }
+    const groups = Math.floor(Math.min(bytes, this.capacity) / (32 * width));
+    if (groups > this.cursor) this.run(this.cursor, groups, width, mask, ref);
+    this.cursor = Math.max(this.cursor, groups);
+  }
+
+  private run(from: number, to: number, width: 1 | 2 | 4, mask: number, ref: number): void {
+    const r = (ref & mask) | 0;
+    // 4-byte elements with a mask below 2^31 and reference 0 (float32 zeros): the shorter kernel.
+    const fn = width === 4 && (mask | 0) >= 0 && r === 0 ? this.bits32pos : this.fns[width];
+    fn(from * 32 * width, to - from, this.bitsAt + 4 * from, mask | 0, r);
   }
 
   /** True when `bytes` is this kernel's input area (starting at its first byte). */
@@ -318,7 +357,11 @@ export class ZeroBitsKernel implements BitStatsKernel {
     const out = new Int32Array(this.memory.buffer, this.bitsAt, words);
     const groups = Math.floor(count / 32);
     const r = (ref & mask) | 0;
-    this.fns[width](0, groups, this.bitsAt, mask | 0, r);
+    const key = `${width} ${mask | 0} ${r}`;
+    const from = key === this.cursorTest ? Math.min(this.cursor, groups) : 0;
+    if (groups > from) this.run(from, groups, width, mask, ref);
+    this.cursor = 0;
+    this.cursorTest = '';
     if (groups < words) {
       // The tail: fewer than 32 elements, one at a time.
       const view = width === 1 ? new Uint8Array(this.memory.buffer, 0, count)

@@ -17,6 +17,9 @@ export const PAGE_SIZE = 1 << 16;
  */
 export const MAX_IMAGE = 2 ** 31 - 1;
 
+/** Piece size of range reads with a progress callback (readNextRangeInto): well inside a core's L2 cache. */
+export const READ_PIECE = 1 << 19;
+
 export class PagedFile {
   readonly image: Uint8Array;
   private readonly loaded: Uint8Array;
@@ -24,6 +27,7 @@ export class PagedFile {
   bytesRead = 0;
   /** Set by `readNextRangeInto`: where the next range read of exactly its length goes. */
   private nextTarget: Uint8Array | null = null;
+  private nextOnRead: ((bytesDone: number) => void) | null = null;
   /** Set by `locateRange`: range reads are recorded instead of performed. */
   private located: { offset: number; length: number }[] | null = null;
 
@@ -52,9 +56,12 @@ export class PagedFile {
    * The next `readRange` of exactly `into.length` bytes reads into `into` (and returns it) instead
    * of a new array: the streaming audit reads each weight straight into its kernel's memory. The
    * caller owns `into` and must not reuse it while the returned view is in use; `null` cancels.
+   * With `onRead`, the range is read in pieces of READ_PIECE bytes and `onRead(bytesDone)` is
+   * called after each, so the caller can work on each piece while it is still in the CPU's cache.
    */
-  readNextRangeInto(into: Uint8Array | null): void {
+  readNextRangeInto(into: Uint8Array | null, onRead?: (bytesDone: number) => void): void {
     this.nextTarget = into;
+    this.nextOnRead = into !== null ? onRead ?? null : null;
   }
 
   /**
@@ -86,8 +93,13 @@ export class PagedFile {
     }
     const target = this.nextTarget;
     const out = target !== null && target.length === length ? target : new Uint8Array(length);
-    if (out === target) this.nextTarget = null;
-    this.readInto(out, offset);
+    let onRead: ((bytesDone: number) => void) | null = null;
+    if (out === target) {
+      onRead = this.nextOnRead;
+      this.nextTarget = null;
+      this.nextOnRead = null;
+    }
+    this.readInto(out, offset, onRead);
     return out;
   }
 
@@ -95,17 +107,19 @@ export class PagedFile {
     try { fs.closeSync(this.fd); } catch { /* already closed */ }
   }
 
-  private readInto(into: Uint8Array, position: number): void {
+  private readInto(into: Uint8Array, position: number, onRead: ((bytesDone: number) => void) | null = null): void {
     let done = 0;
+    const piece = onRead !== null ? READ_PIECE : 1 << 30;
     while (done < into.length) {
       let n: number;
       try {
-        n = fs.readSync(this.fd, into, done, Math.min(into.length - done, 1 << 30), position + done);
+        n = fs.readSync(this.fd, into, done, Math.min(into.length - done, piece), position + done);
       } catch (e) {
         throw new PrunepackError('IO', `cannot read ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
       }
       if (n === 0) throw new PrunepackError('TRUNCATED', `${this.file} ended while reading (it shrank after it was opened)`, { location: `byte ${position + done}` });
       done += n;
+      if (onRead !== null) onRead(done);
     }
     this.bytesRead += into.length;
   }
