@@ -63,9 +63,16 @@ export async function auditFileStreaming(file: string, options: AuditOptions & {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: task });
     workers.push(worker);
     let failed = false;
+    let finishedOne = false;
     worker.on('message', (m: WorkerMessage) => {
       if (m.kind === 'weight') {
         record(m.index, m.result, m.bytes);
+      } else if (m.kind === 'done') {
+        // Its queue is empty: no need to wait for the thread to exit (tearing down an isolate
+        // takes tens of ms); it exits on its own and does not keep the process alive.
+        finishedOne = true;
+        worker.unref();
+        resolve();
       } else {
         failed = true;
         // The worker's PrunepackError, with its code; anything else is a bug, reported as one.
@@ -75,7 +82,7 @@ export async function auditFileStreaming(file: string, options: AuditOptions & {
     });
     worker.on('error', (e) => { failed = true; reject(e); });
     worker.on('exit', (code) => {
-      if (failed) return;
+      if (failed || finishedOne) return;
       if (code !== 0) reject(new Error(`an audit worker thread exited with code ${code}`));
       else resolve();
     });

@@ -46,6 +46,7 @@ export interface WorkerJobs {
 /** Message from a worker: one weight done, or the worker's failure. */
 export type WorkerMessage =
   | { kind: 'weight'; index: number; result: StreamedWeight; bytes: number }
+  | { kind: 'done' }
   | { kind: 'error'; message: string; code?: string; details?: { format?: string; location?: string; expected?: string; found?: string; hint?: string } };
 
 /** Stored into the queue counter to stop every thread after its current weight. */

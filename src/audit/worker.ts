@@ -23,6 +23,7 @@ parentPort!.once('message', (jobs: WorkerJobs) => {
     reader = new PagedFile(fd, jobs.fileSize, task.file, false);
     const model = modelOfSpecs(jobs, reader);
     drainQueue(model, task, jobs.order, reader, (index, result, bytes) => post({ kind: 'weight', index, bytes, result }));
+    post({ kind: 'done' });
   } catch (e) {
     // Nobody takes further weights: the audit fails with this error.
     Atomics.store(new Int32Array(task.next), 0, QUEUE_STOP);
