@@ -17,9 +17,11 @@ import { mediapipeModels, sampleModels, tempDir } from './helpers.js';
 
 const kernel = ZeroBitsKernel.create();
 
-test('the module is valid WebAssembly and Node 20 runs it', () => {
+test('the module is valid WebAssembly and Node 20 runs it; inputs over MAX_INPUT are refused, not a crash', () => {
   assert.ok(WebAssembly.validate(zeroBitsModuleBytes()));
   assert.ok(kernel, 'WebAssembly SIMD is available');
+  assert.equal(kernel.input(ZeroBitsKernel.MAX_INPUT + 1), null);
+  assert.ok(kernel.input(1000));
 });
 
 type Ctor = Float32Array | Int8Array | Uint8Array | Uint16Array | Int32Array;
@@ -43,7 +45,7 @@ const OPTIONS: AnalysisOptions[] = [
 function viaKernel(weight: DenseWeight, options: AnalysisOptions): ReturnType<typeof analyzeZeros> {
   const k = kernel!;
   const v = weight.values;
-  const input = k.input(v.byteLength);
+  const input = k.input(v.byteLength)!;
   input.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
   const w = { ...weight, values: input };
   const t = createZeroScanner(w, options.rowAxis ?? 0).flatZeroTest();
@@ -64,7 +66,7 @@ test('bits and analyses from the kernel equal the JavaScript ones (random tensor
         const weight: DenseWeight = { values: a, dtype: kind.dtype, shape };
         // The bits themselves, against the scanner's flat bit row.
         const k = kernel!;
-        k.input(a.byteLength).set(new Uint8Array(a.buffer));
+        k.input(a.byteLength)!.set(new Uint8Array(a.buffer));
         const t = createZeroScanner(weight).flatZeroTest()!;
         const bits = k.bits(n, t.width, t.mask, t.ref);
         const expected = new Int32Array(Math.ceil(n / 32));
@@ -140,9 +142,9 @@ test('bits computed piece by piece while the input arrives equal the bits comput
   for (const [width, n] of [[4, 10_000], [2, 7_777], [1, 40_001], [4, 32]] as const) {
     const bytes = Uint8Array.from({ length: n * width }, () => (random() < 0.7 ? 0 : 1 + Math.floor(random() * 255)));
     const mask = width === 4 ? 0x7fffffff : -1;
-    k.input(bytes.length).set(bytes);
+    k.input(bytes.length)!.set(bytes);
     const once = Array.from(k.bits(n, width, mask, 0));
-    const input = k.input(bytes.length);
+    const input = k.input(bytes.length)!;
     // Pieces of uneven sizes, as reads of a file may return them; then the rest at the end.
     let done = 0;
     while (done < bytes.length) {
@@ -153,7 +155,7 @@ test('bits computed piece by piece while the input arrives equal the bits comput
     }
     assert.deepEqual(Array.from(k.bits(n, width, mask, 0)), once, `width ${width}`);
     // A different zero test than the pieces used: everything is recomputed.
-    k.input(bytes.length).set(bytes);
+    k.input(bytes.length)!.set(bytes);
     k.bitsUpTo(bytes.length, width, 0, 0);
     assert.deepEqual(Array.from(k.bits(n, width, mask, 0)), once, `width ${width}, other test`);
   }

@@ -159,26 +159,27 @@ export function storedLength(weight: WeightTensor): number {
  */
 function loadDense(weight: WeightTensor, kernel: ZeroBitsKernel | null, paged: RangeTarget | undefined, rowAxis: number): Uint8Array {
   const stored = storedLength(weight);
-  const direct = kernel !== null && paged !== undefined && weight.sparsity === undefined;
+  const into = kernel !== null && paged !== undefined && weight.sparsity === undefined ? kernel.input(stored) : null;
+  const direct = into !== null;
   if (direct) {
-    const into = kernel.input(stored);
     // The zero bits of each piece are computed as soon as it is read, while it is in cache.
     let test: ReturnType<ZeroScanner['flatZeroTest']> = null;
     if (isSparseDType(weight.dtype)) {
       try { test = createZeroScanner(denseWeightOf(weight, into), rowAxis).flatZeroTest(); } catch { /* analysed (and reported) later */ }
     }
-    paged.readNextRangeInto(into, test ? (done) => kernel.bitsUpTo(done, test.width, test.mask, test.ref) : undefined);
+    paged!.readNextRangeInto(into, test ? (done) => kernel!.bitsUpTo(done, test.width, test.mask, test.ref) : undefined);
   }
   try {
     return weight.denseBytes();
   } finally {
-    if (direct) paged.readNextRangeInto(null);
+    if (direct) paged!.readNextRangeInto(null);
   }
 }
 
 export function analyzeWeight(model: Model, weight: WeightTensor, index: number, paged?: RangeTarget): WorkItem {
   const kernel = auditKernel();
-  const dense = loadDense(weight, kernel, paged, rowAxisFor(model, weight));
+  const rowAxis = rowAxisFor(model, weight);
+  const dense = loadDense(weight, kernel, paged, rowAxis);
   let elements = 0;
   try { elements = elementCount(weight.shape); } catch { /* reported by the plugin when read */ }
   const row: AuditWeight = {
@@ -202,7 +203,6 @@ export function analyzeWeight(model: Model, weight: WeightTensor, index: number,
     gzipBytes: null,
     savedBytes: 0,
   };
-  const rowAxis = rowAxisFor(model, weight);
   let analysis: ZeroAnalysis | null = null;
   if (!isSparseDType(weight.dtype)) {
     row.note = `${weight.dtype}: not analysed (the sparse analysis handles whole-byte numeric types)`;
@@ -233,6 +233,7 @@ function analyzeDense(weight: DenseWeight, rowAxis: number, elements: number, ke
   let bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   if (!kernel.holds(bytes)) {
     const input = kernel.input(bytes.length);
+    if (!input) return analyzeZeros(weight, { rowAxis });
     input.set(bytes);
     bytes = input;
   }

@@ -289,20 +289,30 @@ export class ZeroBitsKernel implements BitStatsKernel {
     }
   }
 
-  /** Makes room for inputs of up to `bytes` bytes, their bits and the analysis arrays. */
-  reserve(bytes: number): void {
-    if (bytes <= this.capacity) return;
+  /** Largest input the kernel takes (its memory stays well inside WebAssembly's 4 GiB); larger weights use the JavaScript path. */
+  static readonly MAX_INPUT = 1 << 30;
+
+  /** Makes room for inputs of up to `bytes` bytes, their bits and the analysis arrays; false when it cannot. */
+  reserve(bytes: number): boolean {
+    if (bytes <= this.capacity) return true;
+    if (bytes > ZeroBitsKernel.MAX_INPUT) return false;
     const capacity = Math.ceil(bytes / 128) * 128;
     const bitsAt = capacity;
     const scratchAt = bitsAt + capacity / 8 + 128;
     const arenaAt = scratchAt + SCRATCH_BYTES;
-    // Word arrays: a few bit rows; for a one-row weight of bytes each row is capacity / 8 bytes.
-    const arenaEnd = arenaAt + 2 * capacity + PAGE;
+    // Word arrays: a few bit rows (of a matrix with 4 or more rows, or 4-byte elements, they fit
+    // in capacity / 4; wordArrays returns null, and the analysis uses its own arrays, otherwise).
+    const arenaEnd = arenaAt + capacity / 4 + PAGE;
     const pages = Math.ceil(arenaEnd / PAGE) - this.memory.buffer.byteLength / PAGE;
-    if (pages > 0) this.memory.grow(pages);
+    try {
+      if (pages > 0) this.memory.grow(pages);
+    } catch {
+      return false; // out of memory: the caller takes the JavaScript path
+    }
     Object.assign(this, { capacity, bitsAt, scratchAt, arenaAt, arenaEnd });
     this.scratch = new Int32Array(this.memory.buffer, scratchAt, 10);
     this.nmParams = new BigInt64Array(this.memory.buffer, scratchAt + 40, 9);
+    return true;
   }
 
   /** Bytes of memory the instance has (reserved; the system commits only pages touched). */
@@ -314,9 +324,12 @@ export class ZeroBitsKernel implements BitStatsKernel {
   private cursor = 0;
   private cursorTest = '';
 
-  /** The input area's first `length` bytes (valid until a `reserve` that grows); forgets earlier bits. */
-  input(length: number): Uint8Array {
-    this.reserve(length);
+  /**
+   * The input area's first `length` bytes (valid until a `reserve` that grows), or null when
+   * the kernel cannot take that much; forgets earlier bits.
+   */
+  input(length: number): Uint8Array | null {
+    if (!this.reserve(length)) return null;
     this.cursor = 0;
     return new Uint8Array(this.memory.buffer, 0, length);
   }
