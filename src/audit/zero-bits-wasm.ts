@@ -1,14 +1,19 @@
 /**
- * The audit's zero-bitmap kernel in WebAssembly SIMD, written out byte by byte here (no
- * toolchain, no download): for 1-, 2- and 4-byte elements, 32 elements at a time, the word whose
- * bit j is 1 when element j is nonzero, i.e. when (x & mask) !== ref (the zero test of
- * analysis.ts's ZeroScanner; ref already masked). Elements are compared 16 bytes at a time, the
- * per-lane results narrowed to bytes and gathered with i8x16.bitmask.
+ * The audit's zero-analysis kernel in WebAssembly, written out byte by byte by the small emitter
+ * below (no toolchain, no download):
+ *   - bits8 / bits16 / bits32 (SIMD): for 1-, 2- and 4-byte elements, 32 elements at a time, the
+ *     word whose bit j is 1 when element j is nonzero, i.e. when (x & mask) !== ref (the zero test
+ *     of analysis.ts's ZeroScanner; ref already masked). 16 bytes are compared per instruction,
+ *     the per-lane results narrowed to bytes and gathered with i8x16.bitmask; bits32pos is the
+ *     shorter float32 variant (mask below 2^31, ref 0).
+ *   - stats / foldPass: the bit-row counts of analysis.ts's row loop with 64-bit popcounts
+ *     (ZeroBitsKernel implements analysis.ts's BitStatsKernel).
  *
- * Weights are read from the file straight into the module's memory (`ZeroBitsKernel.input`), so
- * the bytes are touched once by the read and once by the kernel, with no copy in between.
- * `createZeroBitsKernel` returns null where WebAssembly SIMD is not available; the caller then
- * uses the JavaScript kernels of analysis.ts (same bits).
+ * Weights are read from the file straight into the module's memory (`ZeroBitsKernel.input`,
+ * PagedFile.readNextRangeInto), piece by piece with the bits of each piece computed right after it
+ * arrives (`bitsUpTo`), so the bytes are touched by the read and once more while in cache, with
+ * no copy. `ZeroBitsKernel.create()` returns null where WebAssembly SIMD is not available; the
+ * caller then uses the JavaScript kernels of analysis.ts (same results).
  */
 import type { BitStatsKernel } from '../sparsity/analysis.js';
 
@@ -313,11 +318,6 @@ export class ZeroBitsKernel implements BitStatsKernel {
     this.scratch = new Int32Array(this.memory.buffer, scratchAt, 10);
     this.nmParams = new BigInt64Array(this.memory.buffer, scratchAt + 40, 9);
     return true;
-  }
-
-  /** Bytes of memory the instance has (reserved; the system commits only pages touched). */
-  get memoryBytes(): number {
-    return this.memory.buffer.byteLength;
   }
 
   /** Groups of 32 elements whose bits `bitsUpTo` has written, and the zero test they used. */
