@@ -15,6 +15,7 @@ import { defaultJobs } from '../parallel/pool.js';
 import { PrunepackError, type ErrorCode } from '../errors.js';
 import type { Model } from '../model/types.js';
 import { PagedFile } from '../io/paged.js';
+import { ZeroBitsKernel } from './zero-bits-wasm.js';
 import { auditModel, type AuditOptions, type RangeTarget, type StreamedWeight } from './audit.js';
 import type { AuditReport } from './report.js';
 import {
@@ -47,6 +48,8 @@ export async function auditFileStreaming(file: string, options: AuditOptions & {
     file, next: new SharedArrayBuffer(4), gzipLevel: options.gzipLevel ?? 6, gzipWeights,
     zeroPatterns: (options.zeroPatterns ?? 0) > 0, pruneCost: options.pruneCost ?? false,
   };
+  const kernelModule = ZeroBitsKernel.module();
+  if (kernelModule) task.kernelModule = kernelModule;
   const t0 = performance.now();
   const streamed = new Map<number, StreamedWeight>();
   let done = 0;

@@ -20,6 +20,8 @@ export interface WorkerTask {
   gzipWeights: number | null;
   zeroPatterns: boolean;
   pruneCost: boolean;
+  /** The calling thread's compiled kernel module (zero-bits-wasm.ts): no compile, and its tiered-up code, in the worker. */
+  kernelModule?: WebAssembly.Module;
 }
 
 /** One weight as a worker sees it: its description and where its stored (dense) bytes are. */

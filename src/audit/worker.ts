@@ -7,9 +7,11 @@ import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PagedFile } from '../io/paged.js';
 import { PrunepackError } from '../errors.js';
+import { ZeroBitsKernel } from './zero-bits-wasm.js';
 import { drainQueue, modelOfSpecs, QUEUE_STOP, type WorkerJobs, type WorkerMessage, type WorkerTask } from './queue.js';
 
 const task = workerData as WorkerTask;
+if (task.kernelModule) ZeroBitsKernel.useModule(task.kernelModule);
 const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 parentPort!.once('message', (jobs: WorkerJobs) => {
   let reader: PagedFile | null = null;

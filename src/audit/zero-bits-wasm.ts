@@ -277,12 +277,33 @@ export class ZeroBitsKernel implements BitStatsKernel {
   private constructor(private readonly memory: WebAssembly.Memory, private readonly fns: Record<1 | 2 | 4, KernelFn>,
     private readonly statsFn: StatsFn, private readonly foldPassFn: FoldPassFn, private readonly bits32pos: KernelFn) {}
 
+  /** The compiled module, shared by this thread's instances and sent to worker threads (compiled code included). */
+  private static compiled: WebAssembly.Module | null | undefined;
+
+  /** The compiled module (compiling it once per process), or null without WebAssembly SIMD. */
+  static module(): WebAssembly.Module | null {
+    if (ZeroBitsKernel.compiled === undefined) {
+      ZeroBitsKernel.compiled = null;
+      if (typeof WebAssembly !== 'undefined') {
+        const bytes = zeroBitsModuleBytes();
+        try {
+          if (WebAssembly.validate(bytes)) ZeroBitsKernel.compiled = new WebAssembly.Module(bytes);
+        } catch { /* no SIMD: null */ }
+      }
+    }
+    return ZeroBitsKernel.compiled;
+  }
+
+  /** Uses `module` (from another thread's ZeroBitsKernel.module(): its optimized code comes along) for create(). */
+  static useModule(module: WebAssembly.Module): void {
+    ZeroBitsKernel.compiled = module;
+  }
+
   static create(): ZeroBitsKernel | null {
-    if (typeof WebAssembly === 'undefined') return null;
-    const bytes = zeroBitsModuleBytes();
+    const module = ZeroBitsKernel.module();
+    if (!module) return null;
     try {
-      if (!WebAssembly.validate(bytes)) return null;
-      const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+      const instance = new WebAssembly.Instance(module, {});
       const e = instance.exports as {
         memory: WebAssembly.Memory; bits8: KernelFn; bits16: KernelFn; bits32: KernelFn; stats: StatsFn; foldPass: FoldPassFn; bits32pos: KernelFn;
       };
