@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { openModel } from '../src/index.js';
 import { auditModel, blockPruneCost, selectKth, selectKthNonNegative } from '../src/audit/audit.js';
-import { auditFileStreaming, shareWeights } from '../src/audit/parallel.js';
+import { auditFileStreaming, queueOrder, rangeTargetOf } from '../src/audit/parallel.js';
 import { layoutTflite } from '../converters/tflite/write.js';
 import { assembleLayout } from '../converters/tflite/write.js';
 import type { TfliteDocument } from '../converters/tflite/document.js';
@@ -114,9 +114,12 @@ function perWeight(report: ReturnType<typeof auditModel>) {
 
 test('a streaming audit finds what the whole-model audit finds, weight by weight', () => {
   for (const file of models) {
-    const whole = auditModel(openModel(file).model, { gzipWeights: 0, zeroPatterns: 3 });
-    const { model } = openModel(file, { paged: true });
-    const streamed = auditModel(model, { streaming: true, zeroPatterns: 3 });
+    const whole = auditModel(openModel(file).model, { gzipWeights: 0, zeroPatterns: 3, pruneCost: true });
+    // Weights read straight into the analysis kernel's memory (the path of audit --stream).
+    const { model, source } = openModel(file, { paged: true });
+    const paged = rangeTargetOf(source);
+    assert.ok(paged, 'a paged TFLite source reads ranges into a given array');
+    const streamed = auditModel(model, { streaming: true, zeroPatterns: 3, pruneCost: true, paged });
     const name = path.basename(file);
     // Rank order may differ (targets add candidates), so compare by name.
     const byName = (r: ReturnType<typeof perWeight>) => canonicalJson(r.map(({ rank: _, ...w }) => w).sort((a, b) => a.name.localeCompare(b.name)));
@@ -156,14 +159,15 @@ test('a streaming audit holds one weight at a time', () => {
 
 test('a streaming audit on worker threads gives the same report as on one thread', async () => {
   for (const file of [repoPath('samples', 'cnn-synthetic-80.tflite'), ...mediapipeModels().filter((f) => f.includes('hand_landmark'))]) {
-    const options = { gzipWeights: 3, zeroPatterns: 2, top: null };
+    const options = { gzipWeights: 3, zeroPatterns: 2, top: null, pruneCost: true };
     const one = await auditFileStreaming(file, { ...options, jobs: 1 });
     const two = await auditFileStreaming(file, { ...options, jobs: 2, parallelMinBytes: 0 });
     assert.equal(one.threads, 1);
     assert.equal(two.threads, 2);
-    const strip = (r: ReturnType<typeof auditModel>) => canonicalJson({ ...r, timings: null, notes: r.notes.filter((n) => !n.includes('worker threads')) });
+    const strip = (r: ReturnType<typeof auditModel>) => canonicalJson({ ...r, timings: null, notes: r.notes.filter((n) => !n.includes('(--jobs)')) });
     assert.equal(strip(two.report), strip(one.report), path.basename(file));
-    assert.ok(two.report.notes.some((n) => n.includes('2 worker threads')));
+    assert.ok(two.report.notes.some((n) => n.includes('analysed on 2 threads')));
+    assert.ok(one.report.fullyConnected.some((f) => f.prune !== null), 'prune cost computed when asked');
   }
 });
 
@@ -185,15 +189,12 @@ test('audit --stream on the command line: per-weight report, no targets; budgets
   assert.equal(both.status, 2);
 });
 
-test('weights are shared among threads by stored bytes', () => {
+test('threads take weights from one queue, largest first', () => {
   const { model } = openModel(repoPath('samples', 'cnn-synthetic-80.tflite'), { paged: true });
-  const lists = shareWeights(model, 2);
-  assert.equal(lists.flat().length, model.weights.length);
-  assert.deepEqual([...lists.flat()].sort((a, b) => a - b), model.weights.map((_, i) => i));
-  const bytes = lists.map((l) => l.reduce((n, i) => n + model.weights[i]!.storedByteLength!, 0));
-  const largest = Math.max(...model.weights.map((w) => w.storedByteLength!));
-  // The largest weight alone on one thread, the rest on the other.
-  assert.ok(bytes.includes(largest), `shares ${bytes.join(', ')}`);
+  const order = queueOrder(model);
+  assert.deepEqual([...order].sort((a, b) => a - b), model.weights.map((_, i) => i));
+  const sizes = order.map((i) => model.weights[i]!.storedByteLength!);
+  for (let k = 1; k < sizes.length; k++) assert.ok(sizes[k - 1]! >= sizes[k]!, `order by size: ${sizes.join(', ')}`);
 });
 
 test('selectKth and blockPruneCost agree with a plain sort-based reference', () => {

@@ -96,7 +96,7 @@ function checkAgainstModel(report: AuditReport, model: Model): void {
 
 describe('audit: CNN sample (TFLite)', () => {
   const { model, source } = openModel(SAMPLE);
-  const report = auditModel(model, { file: SAMPLE, input: source.bytes, gzipWeights: null, zeroPatterns: 3 });
+  const report = auditModel(model, { file: SAMPLE, input: source.bytes, gzipWeights: null, zeroPatterns: 3, pruneCost: true });
 
   it('matches independent counts, writer outputs and the bound formula', () => {
     checkAgainstModel(report, model);
@@ -195,6 +195,10 @@ describe('audit: CNN sample (TFLite)', () => {
     assert.equal(top.totals.zeros, report.totals.zeros);
     assert.deepEqual(top.weights.map((w) => w.name), report.weights.slice(0, 3).map((w) => w.name));
     assert.equal(top.options.gzipWeights, 2);
+    // The prune cost is opt-in: without pruneCost every prune is null and says why.
+    assert.equal(top.options.pruneCost, false);
+    assert.equal(report.options.pruneCost, true);
+    assert.ok(top.fullyConnected.length > 0 && top.fullyConnected.every((f) => f.prune === null && f.pruneNote === 'not computed (--prune-cost)'));
     assert.ok(top.weights[0]!.gzipBytes !== null && top.weights[2]!.gzipBytes === null);
     assert.deepEqual(validateJsonSchema(JSON.parse(JSON.stringify(top)), schema, { strict: true }), []);
   });

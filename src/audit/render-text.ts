@@ -100,7 +100,9 @@ export function renderAuditText(report: AuditReport): string {
 
   if (report.fullyConnected.length) {
     out.push('');
-    out.push('FULLY_CONNECTED weights: zeros in whole kernel blocks (1x4 float, 1x16 int8), and what prune --block would cost:');
+    out.push(report.options.pruneCost === false
+      ? 'FULLY_CONNECTED weights: zeros in whole kernel blocks (1x4 float, 1x16 int8) (what prune --block would cost: --prune-cost):'
+      : 'FULLY_CONNECTED weights: zeros in whole kernel blocks (1x4 float, 1x16 int8), and what prune --block would cost:');
     out.push(table(
       ['weight', 'dtype', 'block', 'native', 'zeros', 'block sparsity', 'zeros in blocks', 'official converter', 'extra zeros', 'L1 removed'],
       report.fullyConnected.map((f) => [

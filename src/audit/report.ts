@@ -108,7 +108,7 @@ export interface AuditFullyConnected {
   /** What the official converter would do: 'dense' (< 30% zeros), 'block' or 'csr+densify'. */
   officialConverter: 'dense' | 'block' | 'csr+densify' | 'not applicable';
   officialReason: string;
-  /** `prune --block B --sparsity elementSparsity` on this weight; null when it does not apply. */
+  /** `prune --block B --sparsity elementSparsity` on this weight; null when it does not apply or was not asked for (options.pruneCost). */
   prune: {
     sparsity: number;
     /** Nonzero elements it would set to zero. */
@@ -191,6 +191,8 @@ export interface AuditReport {
     top: number | null;
     /** How many weights (the first in report order) got the per-weight gzip and +deflate candidates. */
     gzipWeights: number;
+    /** Whether `fullyConnected[].prune` was computed (AuditOptions.pruneCost, --prune-cost). */
+    pruneCost: boolean;
   };
   /** Writer targets of the format, in the plugin's order. */
   targets: string[];

@@ -18,7 +18,7 @@ N:M pattern, zero rows/columns), bytes under each candidate encoding (prunepack'
 and the TFLite or ONNX sparse forms), the encoding each target would choose and why, gzip bytes.
 Totals: dense size, each target's exact output size and its gzip, the information bound, and
 each one's ratio to it. FULLY_CONNECTED weights (TFLite): the share of zeros in whole 1x4 / 1x16
-kernel blocks and what prune --block would cost. Weights with the most bytes saved come first.
+kernel blocks (and with --prune-cost what prune --block would cost). Weights with the most bytes saved come first.
 
 Options:
   --json               the report as JSON on stdout (schema "prunepack.audit/1", docs/audit-schema.json)
@@ -27,6 +27,8 @@ Options:
   --gzip-level L       6 (default, fast) or 9 (gzip -9, several times slower) for every gzip figure
   --gzip-weights N     per-weight gzip and +deflate candidates for the first N weights only
                        (default 20; "all" for every weight; 0 for none: the slow part on big models)
+  --prune-cost         FULLY_CONNECTED weights: also what prune --block would cost (extra zeros,
+                       L1 removed); sums every value's magnitude, several times the rest's time
   --max-bytes N        budget: the target's output must be at most N bytes (exit code 4 otherwise)
   --min-ratio R        budget: dense bytes / target bytes must be at least R (exit code 4 otherwise)
   --target T           target of the budgets (default: tflite-sparse for TFLite, onnx-sparse for ONNX)
@@ -65,6 +67,7 @@ export async function runAudit(args: string[]): Promise<number> {
       'gzip-weights': { type: 'string' }, 'max-bytes': { type: 'string' }, 'min-ratio': { type: 'string' },
       target: { type: 'string' }, quiet: { type: 'boolean' }, verbose: { type: 'boolean' },
       stream: { type: 'boolean' }, 'no-stream': { type: 'boolean' }, jobs: { type: 'string' },
+      'prune-cost': { type: 'boolean' },
     },
   });
   if (positionals.length !== 1) {
@@ -101,6 +104,7 @@ export async function runAudit(args: string[]): Promise<number> {
       top: top ?? (values.json || values.html !== undefined ? null : 20),
       gzipWeights: values['gzip-weights'] === undefined && streaming ? 0 : gzipWeights,
       zeroPatterns: values.html !== undefined ? 6 : 0,
+      pruneCost: values['prune-cost'] ?? false,
       onProgress: progress.callback,
     };
     if (streaming) {

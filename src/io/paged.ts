@@ -17,15 +17,26 @@ export const PAGE_SIZE = 1 << 16;
  */
 export const MAX_IMAGE = 2 ** 31 - 1;
 
+/** Piece size of range reads with a progress callback (readNextRangeInto): well inside a core's L2 cache. */
+export const READ_PIECE = 1 << 19;
+
 export class PagedFile {
   readonly image: Uint8Array;
   private readonly loaded: Uint8Array;
   /** Bytes read from the file so far (pages and ranges), for reports and tests. */
   bytesRead = 0;
+  /** Set by `readNextRangeInto`: where the next range read of exactly its length goes. */
+  private nextTarget: Uint8Array | null = null;
+  private nextOnRead: ((bytesDone: number) => void) | null = null;
+  /** Set by `locateRange`: range reads are recorded instead of performed. */
+  private located: { offset: number; length: number }[] | null = null;
 
-  /** @param size the whole file's size; the image covers its first MAX_IMAGE bytes */
-  constructor(private readonly fd: number, readonly size: number, readonly file: string) {
-    this.image = new Uint8Array(Math.min(size, MAX_IMAGE));
+  /**
+   * @param size the whole file's size; the image covers its first MAX_IMAGE bytes
+   * @param withImage false: range reads only (no image: `ensure` must not be called)
+   */
+  constructor(private readonly fd: number, readonly size: number, readonly file: string, withImage = true) {
+    this.image = new Uint8Array(withImage ? Math.min(size, MAX_IMAGE) : 0);
     this.loaded = new Uint8Array(Math.ceil(this.image.length / PAGE_SIZE));
   }
 
@@ -41,15 +52,54 @@ export class PagedFile {
     }
   }
 
-  /** A new array with the file's bytes [offset, offset + length). */
+  /**
+   * The next `readRange` of exactly `into.length` bytes reads into `into` (and returns it) instead
+   * of a new array: the streaming audit reads each weight straight into its kernel's memory. The
+   * caller owns `into` and must not reuse it while the returned view is in use; `null` cancels.
+   * With `onRead`, the range is read in pieces of READ_PIECE bytes and `onRead(bytesDone)` is
+   * called after each, so the caller can work on each piece while it is still in the CPU's cache.
+   */
+  readNextRangeInto(into: Uint8Array | null, onRead?: (bytesDone: number) => void): void {
+    this.nextTarget = into;
+    this.nextOnRead = into !== null ? onRead ?? null : null;
+  }
+
+  /**
+   * Runs `load` with range reads recorded instead of performed, and returns the range it read
+   * when it read exactly one (null otherwise): where a weight's bytes are in the file, found by
+   * asking the reader for them. What `load` gets back is not the file's bytes (a view of the
+   * image, or zeros): the caller must drop it (`WeightTensor.release`) before using the weight.
+   */
+  locateRange(load: () => unknown): { offset: number; length: number } | null {
+    this.located = [];
+    try {
+      load();
+      return this.located.length === 1 ? this.located[0]! : null;
+    } finally {
+      this.located = null;
+    }
+  }
+
+  /** A new array with the file's bytes [offset, offset + length) (or the `readNextRangeInto` target). */
   readRange(offset: number, length: number): Uint8Array {
     if (!(offset >= 0 && length >= 0 && offset + length <= this.size)) {
       throw new PrunepackError('TRUNCATED', 'read past the end of the file', {
         location: `${this.file} byte ${offset}`, expected: `end <= ${this.size}`, found: String(offset + length),
       });
     }
-    const out = new Uint8Array(length);
-    this.readInto(out, offset);
+    if (this.located !== null) {
+      this.located.push({ offset, length });
+      return length <= this.image.length ? this.image.subarray(0, length) : new Uint8Array(length);
+    }
+    const target = this.nextTarget;
+    const out = target !== null && target.length === length ? target : new Uint8Array(length);
+    let onRead: ((bytesDone: number) => void) | null = null;
+    if (out === target) {
+      onRead = this.nextOnRead;
+      this.nextTarget = null;
+      this.nextOnRead = null;
+    }
+    this.readInto(out, offset, onRead);
     return out;
   }
 
@@ -57,17 +107,19 @@ export class PagedFile {
     try { fs.closeSync(this.fd); } catch { /* already closed */ }
   }
 
-  private readInto(into: Uint8Array, position: number): void {
+  private readInto(into: Uint8Array, position: number, onRead: ((bytesDone: number) => void) | null = null): void {
     let done = 0;
+    const piece = onRead !== null ? READ_PIECE : 1 << 30;
     while (done < into.length) {
       let n: number;
       try {
-        n = fs.readSync(this.fd, into, done, Math.min(into.length - done, 1 << 30), position + done);
+        n = fs.readSync(this.fd, into, done, Math.min(into.length - done, piece), position + done);
       } catch (e) {
         throw new PrunepackError('IO', `cannot read ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
       }
       if (n === 0) throw new PrunepackError('TRUNCATED', `${this.file} ended while reading (it shrank after it was opened)`, { location: `byte ${position + done}` });
       done += n;
+      if (onRead !== null) onRead(done);
     }
     this.bytesRead += into.length;
   }

@@ -119,6 +119,39 @@ export interface AnalysisOptions {
   nmPatterns?: readonly (readonly [number, number])[];
   zeroRule?: ZeroRule;
   histogramBins?: number;
+  /**
+   * The weight's nonzero bits in flat element order (bit j of word i: element 32i + j is nonzero
+   * under this zero rule, padding bits clear), when the caller computed them already (the audit's
+   * WebAssembly kernel, src/audit/zero-bits-wasm.ts). Used only where `ZeroScanner.flatZeroTest`
+   * is not null (rows are contiguous runs with one zero reference); the results are the same as
+   * without it.
+   */
+  nonzeroBits?: Int32Array;
+  /** Computes the bit-row counts instead of the JavaScript loops (same results); see BitStatsKernel. */
+  bitStats?: BitStatsKernel;
+}
+
+/**
+ * An accelerator for the per-row statistics over bit rows (the audit's WebAssembly kernel,
+ * src/audit/zero-bits-wasm.ts). It works on word arrays in its own memory; analyzeZeros uses it
+ * when it can (at most one block height fed straight by rows, the table N:M patterns accepted,
+ * the arrays fit) and the JavaScript loops otherwise. Results are identical either way.
+ */
+export interface BitStatsKernel {
+  /** `count` zeroed arrays of `words` words in the kernel's memory (valid for one analysis), or null. */
+  wordArrays(count: number, words: number): Int32Array[] | null;
+  /** Sets the N:M patterns (m in 2, 4, 8; at most three) of stats()'s nmOut; false when unsupported. */
+  nmPatterns(patterns: readonly { n: number; m: number }[]): boolean;
+  /** True when `words` lives in the kernel's memory (then stats() may read it in place). */
+  owns(words: Int32Array): boolean;
+  /**
+   * Over words[start .. start + length): folds[0..5] += nonzero bits, bit pairs, nibbles, bytes,
+   * 16-bit halves and words; nmOut[k] += groups violating pattern k; the words ORed into colAny
+   * and into fed when given.
+   */
+  stats(words: Int32Array, start: number, length: number, colAny: Int32Array, fed: Int32Array | null, folds: Float64Array, nmOut: Float64Array | null): void;
+  /** folds[0..5] += the counts of `words` (as stats), then ORs `words` into target (when given) and clears it. */
+  foldPass(words: Int32Array, target: Int32Array | null, folds: Float64Array): void;
 }
 
 export const DEFAULT_BLOCK_SHAPES: readonly (readonly [number, number])[] = [
@@ -310,6 +343,16 @@ export class ZeroScanner {
         this.fill = { axis: refs.lo.length === 1 ? null : refs.axis, bytes: refs.bytes, count: refs.lo.length };
       }
     }
+  }
+
+  /**
+   * The zero test as one unit width, mask and reference when every matrix row is one contiguous
+   * run of elements with one zero reference (row axis 0 or rank < 2, no per-channel zero points,
+   * elements of 1, 2 or 4 bytes): element x is zero when (x & mask) === ref. Null otherwise.
+   */
+  flatZeroTest(): { width: 1 | 2 | 4; mask: number; ref: number } | null {
+    if (this.view.outer !== 1 || this.channels !== null || this.unit === 'pair') return null;
+    return { width: this.width as 1 | 2 | 4, mask: this.maskLo, ref: this.refLo & this.maskLo };
   }
 
   /**
@@ -946,8 +989,36 @@ function share(part: number, whole: number): number {
   return whole === 0 ? 0 : part / whole;
 }
 
+/** Copies bits [start, start + row.length * 32) of `flat` to `row` (bits past the source end clear), then clears bits from `cols` on. */
+function copyBits(flat: Int32Array, start: number, cols: number, row: Int32Array): void {
+  const shift = start & 31;
+  const first = start >>> 5;
+  const n = row.length;
+  if (shift === 0 && first + n <= flat.length) {
+    row.set(flat.subarray(first, first + n));
+  } else if (shift === 0) {
+    for (let j = 0; j < n; j++) row[j] = first + j < flat.length ? flat[first + j] : 0;
+  } else {
+    for (let j = 0; j < n; j++) {
+      const lo = first + j < flat.length ? flat[first + j] >>> shift : 0;
+      const hi = first + j + 1 < flat.length ? flat[first + j + 1] << (32 - shift) : 0;
+      row[j] = lo | hi;
+    }
+  }
+  const tail = cols & 31;
+  if (tail !== 0) row[n - 1] &= (1 << tail) - 1;
+}
+
 /** What the row loop of analyzeZeros reads and accumulates (see there). */
 interface RowScan {
+  /** Precomputed flat nonzero bits (AnalysisOptions.nonzeroBits), or null: read the scanner. */
+  flatBits: Int32Array | null;
+  /** The counting kernel (AnalysisOptions.bitStats) when every word array lives in its memory. */
+  kernel: BitStatsKernel | null;
+  /** With the kernel: the accumulator each height's completed accumulator is ORed into (at most one), or null. */
+  passTo: (Int32Array | null)[];
+  /** With the kernel: rows are read from flatBits in place (word-aligned rows, nothing else reads the row). */
+  inPlace: boolean;
   rows: number;
   cols: number;
   wordsPerRow: number;
@@ -979,13 +1050,24 @@ interface RowScan {
  */
 function scanRows(scanner: ZeroScanner, s: RowScan): void {
   const { rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
-    heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks, histogram } = s;
+    heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks, histogram, flatBits, kernel, passTo, inPlace } = s;
+  const fed = fedByRows.length > 0 ? fedByRows[0] : null;
+  const nmKernelOut = nmTable !== null ? nmTableCounts : null;
   let { minNnz, maxNnz, zeroRows } = s;
   for (let r = 0; r < rows; r++) {
-    row.fill(0);
-    scanner.rowBits(r, row);
     const before = foldCounts[0][0];
-    addRowStats(row, foldCounts[0], colAny, fedByRows, nmTable, nmTableCounts);
+    if (inPlace) {
+      kernel!.stats(flatBits!, r * wordsPerRow, wordsPerRow, colAny, fed, foldCounts[0], nmKernelOut);
+    } else {
+      if (flatBits !== null) {
+        copyBits(flatBits, r * cols, cols, row);
+      } else {
+        row.fill(0);
+        scanner.rowBits(r, row);
+      }
+      if (kernel !== null) kernel.stats(row, 0, wordsPerRow, colAny, fed, foldCounts[0], nmKernelOut);
+      else addRowStats(row, foldCounts[0], colAny, fedByRows, nmTable, nmTableCounts);
+    }
     const nnz = foldCounts[0][0] - before;
     if (nnz < minNnz) minNnz = nnz;
     if (nnz > maxNnz) maxNnz = nnz;
@@ -996,7 +1078,7 @@ function scanRows(scanner: ZeroScanner, s: RowScan): void {
     for (let h = 0; h < heights.length; h++) {
       if ((r + 1) % heights[h] !== 0) continue;
       const acc = accumulators[h];
-      if (h > 0) addFolds(acc, foldCounts[h]);
+      if (h > 0 && kernel === null) addFolds(acc, foldCounts[h]);
       if (slowShapes) {
         for (let s = 0; s < blocks.length; s++) {
           const b = blocks[s];
@@ -1006,6 +1088,11 @@ function scanRows(scanner: ZeroScanner, s: RowScan): void {
         }
       }
       if (h === 0) continue;
+      if (kernel !== null) {
+        // Counts, the OR into the next height, and the clearing in one pass.
+        kernel.foldPass(acc, passTo[h], foldCounts[h]);
+        continue;
+      }
       for (let k = h + 1; k < heights.length; k++) {
         if (source[k] !== h) continue;
         const target = accumulators[k];
@@ -1064,31 +1151,56 @@ export function analyzeZeros(weight: DenseWeight, options: AnalysisOptions = {})
     });
   }
   const wordsPerRow = (cols + 31) >>> 5;
-  const row = new Int32Array(wordsPerRow);
-  const colAny = new Int32Array(wordsPerRow);
-  // Block heights: 1 (the row itself) and one OR accumulator per distinct height above 1.
   // Block heights: 1 (the row itself) and one OR accumulator per distinct height above 1. An
   // accumulator is fed by the largest smaller height dividing it (2 -> 4 -> 8 -> 16), so a row is
   // ORed into few accumulators; a completed accumulator is counted, passed on, then cleared.
   const heights = [1, ...new Set(blocks.filter((b) => b.applicable && b.rows > 1).map((b) => b.rows))].sort((x, y) => x - y);
-  const accumulators = heights.map((h) => (h === 1 ? row : new Int32Array(wordsPerRow)));
   const source = heights.map((h, k) => {
     let from = 0;
     for (let g = 1; g < k; g++) if (h % heights[g] === 0) from = g;
     return from;
   });
+  // N:M: the first three patterns with M <= 8 go through the byte table (or the kernel), the rest the slow path.
+  const nmApplicable = nm.filter((p) => p.applicable);
+  const nmTabled = nmApplicable.filter((p) => p.m <= 8).slice(0, NM_TABLE_SLOTS);
+  // The word arrays: the bit row, the OR of all rows, one accumulator per height above 1; in the
+  // kernel's memory when it takes this analysis.
+  const arrayCount = 1 + heights.length;
+  let kernel: BitStatsKernel | null = null;
+  let arrays: Int32Array[] | null = null;
+  // The kernel passes a completed accumulator on to at most one height, and takes at most one fed by rows.
+  const singleTargets = heights.every((_, h) => source.filter((f, k) => k > h && f === h).length <= 1);
+  if (options.bitStats && singleTargets && options.bitStats.nmPatterns(nmTabled)) {
+    arrays = options.bitStats.wordArrays(arrayCount, wordsPerRow);
+    if (arrays) kernel = options.bitStats;
+  }
+  arrays ??= Array.from({ length: arrayCount }, () => new Int32Array(wordsPerRow));
+  const row = arrays[0];
+  const colAny = arrays[1];
+  const accumulators = heights.map((h, k) => (h === 1 ? row : arrays[1 + k]));
   const fedByRows = accumulators.filter((_, k) => k > 0 && source[k] === 0);
   const foldCounts = heights.map(() => new Float64Array(6));
   const slowShapes = blocks.some((b) => b.applicable && FOLD_LEVEL[b.cols] === undefined);
-  // N:M: the first three patterns with M <= 8 go through the byte table, the rest the slow path.
-  const nmApplicable = nm.filter((p) => p.applicable);
-  const nmTabled = nmApplicable.filter((p) => p.m <= 8).slice(0, NM_TABLE_SLOTS);
   const nmSlow = nmApplicable.filter((p) => !nmTabled.includes(p));
   const nmTable = nmTabled.length > 0 ? buildNmTable(nmTabled) : null;
   const nmTableCounts = new Float64Array(NM_TABLE_SLOTS);
   const nmSlowCounts = nmSlow.map(() => 0);
+  let flatBits: Int32Array | null = null;
+  if (options.nonzeroBits !== undefined && scanner.flatZeroTest() !== null) {
+    if (options.nonzeroBits.length !== ((scanner.count + 31) >>> 5)) {
+      throw new PrunepackError('INVALID_ARGUMENT', 'nonzeroBits does not match the weight', {
+        expected: `${(scanner.count + 31) >>> 5} words for ${scanner.count} elements`, found: `${options.nonzeroBits.length} words`,
+      });
+    }
+    flatBits = options.nonzeroBits;
+  }
+  const passTo = heights.map((_, h) => {
+    const k = source.findIndex((f, j) => j > h && f === h);
+    return h > 0 && k > 0 ? accumulators[k] : null;
+  });
+  const inPlace = kernel !== null && flatBits !== null && (cols & 31) === 0 && !slowShapes && nmSlow.length === 0 && kernel.owns(flatBits);
   const scan: RowScan = {
-    rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
+    flatBits, kernel, passTo, inPlace, rows, cols, wordsPerRow, bins, row, colAny, fedByRows, nmTable, nmTableCounts, nmSlow, nmSlowCounts,
     heights, accumulators, source, foldCounts, slowShapes, blocks, nonzeroBlocks,
     histogram: new Array<number>(bins).fill(0), minNnz: rows === 0 ? 0 : Infinity, maxNnz: 0, zeroRows: 0,
   };
