@@ -534,6 +534,72 @@ function rowOffsets(size: Float64Array, stride: Float64Array, sparseLevel: numbe
   return offsets;
 }
 
+/**
+ * Largest scratch (bytes) for the one-pass fast path: indices as Int32 and values for every unit
+ * of the tensor. Larger tensors take the two-pass fill, which needs no scratch.
+ */
+const ONE_PASS_MAX_BYTES = 160 << 20;
+
+/** This thread's scratch for the one-pass fast path, grown on demand (kept: weights are encoded one after another). */
+let scratchIndexBuffer = new Int32Array(0);
+let scratchValueBuffer = new ArrayBuffer(0);
+
+function csrScratchIndices(length: number): Int32Array {
+  if (scratchIndexBuffer.length < length) scratchIndexBuffer = new Int32Array(length);
+  return scratchIndexBuffer;
+}
+
+function csrScratchValues(like: BitView, length: number): BitView {
+  const bytes = length * like.BYTES_PER_ELEMENT;
+  if (scratchValueBuffer.byteLength < bytes) scratchValueBuffer = new ArrayBuffer(bytes);
+  if (like instanceof Int32Array) return new Int32Array(scratchValueBuffer, 0, length);
+  if (like instanceof Uint16Array) return new Uint16Array(scratchValueBuffer, 0, length);
+  return new Uint8Array(scratchValueBuffer, 0, length);
+}
+
+/** dst[0..length) = src[0..length), both views of the same type (a memory copy). */
+function copyInto(dst: BitView, src: BitView, length: number): void {
+  if (dst instanceof Int32Array) dst.set((src as Int32Array).subarray(0, length));
+  else if (dst instanceof Uint16Array) dst.set((src as Uint16Array).subarray(0, length));
+  else dst.set((src as Uint8Array).subarray(0, length));
+}
+
+/**
+ * One pass over every row: each unit is written at the cursor k (index and values), and k moves
+ * past it only when it holds a nonzero, so the next unit overwrites a zero one (the arrays hold
+ * every unit plus one). Sets segments[r + 1] and returns the number of stored units.
+ */
+function fillRows(bits: BitView, mask: number, offsets: Int32Array, rows: number, units: number, step: number, b: number, bStride: number,
+  indices: Int32Array, values: BitView, segments: Int32Array): number {
+  let k = 0;
+  if (b === 1) {
+    for (let r = 0; r < rows; r++) {
+      for (let j = 0, o = offsets[r]!; j < units; j++, o += step) {
+        const x = bits[o]!;
+        indices[k] = j;
+        values[k] = x;
+        k += (-(x & mask)) >>> 31;
+      }
+      segments[r + 1] = k;
+    }
+    return k;
+  }
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0, o = offsets[r]!; j < units; j++, o += step) {
+      let any = 0;
+      for (let e = 0, p = o, q = k * b; e < b; e++, p += bStride, q++) {
+        const x = bits[p]!;
+        values[q] = x;
+        any |= x;
+      }
+      indices[k] = j;
+      k += (-(any & mask)) >>> 31;
+    }
+    segments[r + 1] = k;
+  }
+  return k;
+}
+
 /** sparsityFromDense for the layouts of the fast path (see above); same output as the generic walk. */
 function lastLevelCsr<T extends NumericArray>(dense: T, bits: BitView, mask: number, size: Float64Array, stride: Float64Array,
   n: number, k: number, traversalOrder: readonly number[], blockMap: readonly number[]): SparseEncoding<T> {
@@ -551,31 +617,47 @@ function lastLevelCsr<T extends NumericArray>(dense: T, bits: BitView, mask: num
   const bStride = k ? stride[n]! | 0 : 0;
   const offsets = rowOffsets(size, stride, s, rows);
 
-  // Pass 1: stored units per row (cumulative: the segments) and the largest stored unit index.
   const segments = new Int32Array(rows + 1);
-  let total = 0;
-  let maxIndex = 0;
-  for (let r = 0; r < rows; r++) {
-    const count = countRow(bits, mask, offsets[r]!, units, step, b, bStride);
-    if (count) {
-      const last = lastStored(bits, mask, offsets[r]!, units, step, b, bStride);
-      if (last > maxIndex) maxIndex = last;
+  let indices: IndexVector;
+  let values: T;
+  const capacity = rows * units + 1;
+  if (capacity * (4 + b * bits.BYTES_PER_ELEMENT) <= ONE_PASS_MAX_BYTES) {
+    // One pass into this thread's scratch (every unit written, the cursor advancing past stored
+    // ones), then the stored part copied out at its exact size and narrowest index width.
+    const scratchIndices = csrScratchIndices(capacity);
+    const scratchValues = csrScratchValues(bits, capacity * b);
+    const total = fillRows(bits, mask, offsets, rows, units, step, b, bStride, scratchIndices, scratchValues, segments);
+    let maxIndex = 0;
+    for (let r = 0; r < rows; r++) {
+      // Indices rise inside a row: its last stored unit is its largest index.
+      if (segments[r + 1]! > segments[r]!) { const last = scratchIndices[segments[r + 1]! - 1]!; if (last > maxIndex) maxIndex = last; }
     }
-    total += count;
-    if (total > 0x7fffffff) {
-      throw new PrunepackError('UNSUPPORTED', 'sparse level too large for Int32 index vectors', {
-        location: `level ${s}`, expected: 'fewer than 2^31 stored positions', found: String(rows),
-      });
+    const stored = scratchIndices.subarray(0, total);
+    indices = maxIndex <= 0xffff ? (maxIndex <= 0xff ? new Uint8Array(total) : new Uint16Array(total)) : new Int32Array(total);
+    indices.set(stored); // every index fits the width: the conversion keeps it
+    values = allocateLike(dense, total * b);
+    copyInto(sameBits(bits, values), scratchValues, total * b);
+  } else {
+    // Too large for the scratch: pass 1 counts the stored units per row (cumulative: the
+    // segments) and finds the largest stored unit index; pass 2 fills arrays of the exact size.
+    let total = 0;
+    let maxIndex = 0;
+    for (let r = 0; r < rows; r++) {
+      const count = countRow(bits, mask, offsets[r]!, units, step, b, bStride);
+      if (count) {
+        const last = lastStored(bits, mask, offsets[r]!, units, step, b, bStride);
+        if (last > maxIndex) maxIndex = last;
+      }
+      total += count;
+      segments[r + 1] = total;
     }
-    segments[r + 1] = total;
-  }
-
-  // Pass 2: indices at the narrowest width (what narrowestIndexVector picks), values as bits.
-  const indices: IndexVector = maxIndex <= 0xff ? new Uint8Array(total) : maxIndex <= 0xffff ? new Uint16Array(total) : new Int32Array(total);
-  const values = allocateLike(dense, total * b);
-  const valueBits = sameBits(bits, values);
-  for (let r = 0; r < rows; r++) {
-    fillRow(bits, mask, offsets[r]!, step, b, bStride, indices, valueBits, segments[r]!, segments[r + 1]!);
+    // Indices at the narrowest width (what narrowestIndexVector picks), values as bits.
+    indices = maxIndex <= 0xff ? new Uint8Array(total) : maxIndex <= 0xffff ? new Uint16Array(total) : new Int32Array(total);
+    values = allocateLike(dense, total * b);
+    const valueBits = sameBits(bits, values);
+    for (let r = 0; r < rows; r++) {
+      fillRow(bits, mask, offsets[r]!, step, b, bStride, indices, valueBits, segments[r]!, segments[r + 1]!);
+    }
   }
 
   const levels = n + k;
