@@ -211,6 +211,9 @@ function nativeLayouts(m: ZeroMask, dtype: DType, elementBytes: number, choice: 
 // ---------------------------------------------------------------------------------------------
 // Zeros
 
+/** Memory byte order (the word-wide mask writes assume little-endian; others take the byte loop). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** Nonzero mask (numeric rule), its nonzero count and the -0.0 count of a dense weight. */
 function nonzeroMask(dtype: DType, bytes: Uint8Array, count: number): { mask: Uint8Array; nonzeros: number; negativeZeros: number } {
   const mask = new Uint8Array(count);
@@ -223,12 +226,27 @@ function nonzeroMask(dtype: DType, bytes: Uint8Array, count: number): { mask: Ui
   if (dtype === 'float32') {
     const b = aligned(4);
     const v = new Int32Array(b.buffer, b.byteOffset, count);
-    for (let i = 0; i < count; i++) {
+    // Four elements per mask word (the mask is fresh: byteOffset 0), summed like countOnes; the
+    // byte order inside the word follows the platform's, so the word is assembled for it.
+    const words = LITTLE_ENDIAN ? count >>> 2 : 0;
+    const m = new Int32Array(mask.buffer, 0, words);
+    for (let w = 0, i = 0; w < words; w++, i += 4) {
+      const x0 = v[i]!;
+      const x1 = v[i + 1]!;
+      const x2 = v[i + 2]!;
+      const x3 = v[i + 3]!;
+      const word = ((-(x0 & 0x7fffffff)) >>> 31) | (((-(x1 & 0x7fffffff)) >>> 31) << 8)
+        | (((-(x2 & 0x7fffffff)) >>> 31) << 16) | (((-(x3 & 0x7fffffff)) >>> 31) << 24);
+      m[w] = word;
+      nonzeros += Math.imul(word, 0x01010101) >>> 24;
+      negativeZeros += (x0 === -0x80000000 ? 1 : 0) + (x1 === -0x80000000 ? 1 : 0) + (x2 === -0x80000000 ? 1 : 0) + (x3 === -0x80000000 ? 1 : 0);
+    }
+    for (let i = words * 4; i < count; i++) {
       const x = v[i]!;
       const nonzero = (-(x & 0x7fffffff)) >>> 31;
       mask[i] = nonzero;
       nonzeros += nonzero;
-      negativeZeros += (x ^ 0x80000000) === 0 ? 1 : 0;
+      negativeZeros += x === -0x80000000 ? 1 : 0;
     }
   } else if (dtype === 'float16') {
     const b = aligned(2);
@@ -346,10 +364,13 @@ let scratch = new ArrayBuffer(0);
 
 /**
  * Encodes dense weight bytes in `layout`, then checks the result: sparsity verifier (sorted
- * indices, exact buffer size) and a decode that must give back every value (a -0.0 may come
- * back as +0.0: both are zero, and TFLite stores no zeros).
+ * indices, exact buffer size) and, unless `checkValues` is false, a decode that must give back
+ * every value (a -0.0 may come back as +0.0: both are zero, and TFLite stores no zeros). Callers
+ * that compare the written file with the dense weights anyway (`convert`'s read-back) pass false:
+ * the values are then checked once, in the read-back, not twice.
  */
-export function encodeSparseWeight(dense: Uint8Array, dtype: DType, shape: readonly number[], layout: SparseLayout, where: string): WeightEncoding {
+export function encodeSparseWeight(dense: Uint8Array, dtype: DType, shape: readonly number[], layout: SparseLayout, where: string,
+  checkValues = true): WeightEncoding {
   const elementBytes = ELEMENT_BYTES[dtype];
   const values = typedView(dtype, dense);
   if (!elementBytes || !values) {
@@ -360,6 +381,7 @@ export function encodeSparseWeight(dense: Uint8Array, dtype: DType, shape: reado
   const stored = new Uint8Array(encoding.values.buffer, encoding.values.byteOffset, encoding.values.byteLength);
   if (stored.length === 0) throw new Error(`internal: empty sparse buffer for ${where}`);
   verifySparsity(encoding.params, shape, stored.length, elementBytes, { requireSortedIndices: true });
+  if (!checkValues) return { params: encoding.params, stored };
   // The common layouts are checked against the dense values in one pass, without decoding; the
   // others (and a mismatch, for its message) are decoded and compared.
   const zeroTest = dtype === 'float16' ? 'float16' : undefined;
@@ -400,7 +422,7 @@ export const ENCODE_TASK = 'tflite-sparse/encode';
 export const tasks: TaskRegistry = {
   [ANALYZE_TASK]: ({ bytes, params }: TaskInput) => analyzeWeight(bytes[0]!, params as WeightSpec),
   [ENCODE_TASK]: ({ bytes, params }: TaskInput) => {
-    const { dtype, shape, layout, where } = params as { dtype: DType; shape: number[]; layout: SparseLayout; where: string };
-    return encodeSparseWeight(bytes[0]!, dtype, shape, layout, where);
+    const { dtype, shape, layout, where, checkValues } = params as { dtype: DType; shape: number[]; layout: SparseLayout; where: string; checkValues?: boolean };
+    return encodeSparseWeight(bytes[0]!, dtype, shape, layout, where, checkValues ?? true);
   },
 };

@@ -2,7 +2,8 @@
  * Applies a sparse plan to a dense TfliteDocument: sparse buffers and sparsity parameters,
  * DENSIFY operators placed right before each weight's first reader (TFLite runs operators in
  * order), FULLY_CONNECTED version 8 for native sparse readers. Every tensor written is checked
- * here: its metadata passes the verifier and decodes back to the input's values.
+ * here: its metadata passes the verifier and decodes back to the input's values (the values
+ * check is left to the caller with `checkValues: false`, when it reads the written file back).
  *
  * Also the whole `--to tflite-sparse` pipeline: densify (so already-sparse inputs are re-planned,
  * not double-encoded), plan, write, and optionally prove the result in a real runtime, keeping
@@ -179,6 +180,12 @@ export interface SparsifyOptions extends SparsePlanOptions {
   parallelMinBytes?: number;
   /** Address buffers with Buffer.offset/size even below 2 GB (write.ts). */
   forceOffsetBuffers?: boolean;
+  /**
+   * Decode-compare every encoded weight with its dense values (default true). False when the
+   * caller compares the written file's weights with the dense ones anyway (`convert` without
+   * --no-verify reads the output back): the metadata is still verified here.
+   */
+  checkValues?: boolean;
 }
 
 /** Below this many bytes of candidate weights, starting worker threads costs more than it saves. */
@@ -219,7 +226,7 @@ async function planAndEncode(doc: TfliteDocument, options: SparsifyOptions) {
   const runner = await weightRunner(dense, jobs, parallelMinBytes);
   try {
     const plan = await planSparseTfliteWith(runner, dense, options); // the planner reads its own options only
-    return { dense, report, plan, encodings: await encodePlan(runner, dense, plan), threads: runner.size };
+    return { dense, report, plan, encodings: await encodePlan(runner, dense, plan, options.checkValues ?? true), threads: runner.size };
   } finally {
     await runner.close();
   }
@@ -246,8 +253,11 @@ async function weightRunner(doc: TfliteDocument, jobs: number, minBytes: number)
 
 const ELEMENT_TYPES = new Set([TensorType.FLOAT32, TensorType.FLOAT16, TensorType.INT8]);
 
-/** Encodes (and checks) every sparse weight of `plan` with `runner`, one weight per task. */
-export async function encodePlan(runner: TaskRunner, doc: TfliteDocument, plan: SparsePlan): Promise<PlanEncodings> {
+/**
+ * Encodes (and checks: see encodeSparseWeight for `checkValues`) every sparse weight of `plan`
+ * with `runner`, one weight per task.
+ */
+export async function encodePlan(runner: TaskRunner, doc: TfliteDocument, plan: SparsePlan, checkValues = true): Promise<PlanEncodings> {
   const sparse = plan.entries.filter((e) => e.route !== 'dense' && e.layout);
   const encoded = await Promise.all(sparse.map((e) => {
     const tensor = doc.model.subgraphs[e.subgraph]?.tensors[e.tensorIndex];
@@ -256,7 +266,7 @@ export async function encodePlan(runner: TaskRunner, doc: TfliteDocument, plan: 
       throw new PrunepackError('INVALID_ARGUMENT', 'the plan does not belong to this (dense) document', { format: 'tflite', location: e.tensor });
     }
     const where = `subgraph ${e.subgraph} tensor ${e.tensorIndex} "${e.tensor}"`;
-    return runner.run<WeightEncoding>(ENCODE_TASK, { bytes: [buffer.bytes], params: { dtype: e.dtype, shape: e.shape, layout: e.layout, where } });
+    return runner.run<WeightEncoding>(ENCODE_TASK, { bytes: [buffer.bytes], params: { dtype: e.dtype, shape: e.shape, layout: e.layout, where, checkValues } });
   }));
   return new Map(sparse.map((e, i) => [e.layout!, encoded[i]!]));
 }
