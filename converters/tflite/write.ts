@@ -18,7 +18,7 @@ import { SubGraphT } from '../../schemas/generated/tflite/tflite/sub-graph.js';
 import { Tensor, TensorT } from '../../schemas/generated/tflite/tflite/tensor.js';
 import { QuantizationParameters, type QuantizationParametersT } from '../../schemas/generated/tflite/tflite/quantization-parameters.js';
 import { PrunepackError } from '../../src/errors.js';
-import type { TfliteDocument } from './document.js';
+import { TypedSparsityT, type TfliteDocument } from './document.js';
 
 /** Flatbuffers address space: offsets are signed 32-bit. */
 const FLATBUFFER_LIMIT = 2 ** 31 - 1;
@@ -37,6 +37,20 @@ export interface TfliteLayout {
 export interface TfliteWriteOptions {
   /** Address buffers with Buffer.offset/size even below 2 GB (tests, and runtimes that mmap). */
   forceOffsetBuffers?: boolean;
+}
+
+/** Bytes of the typed sparse index vectors (segments, indices) of every tensor, with their headers. */
+function indexVectorBytes(doc: TfliteDocument): number {
+  let bytes = 0;
+  for (const sg of doc.model.subgraphs) {
+    for (const t of sg.tensors) {
+      if (!(t.sparsity instanceof TypedSparsityT)) continue;
+      for (const d of t.sparsity.params.dimMetadata) {
+        if (d.format === 'SPARSE_CSR') bytes += d.segments.byteLength + d.indices.byteLength + 64;
+      }
+    }
+  }
+  return bytes;
 }
 
 export function layoutTflite(doc: TfliteDocument, options: TfliteWriteOptions = {}): TfliteLayout {
@@ -65,7 +79,9 @@ export function layoutTflite(doc: TfliteDocument, options: TfliteWriteOptions = 
   });
   const appendedLength = cursor;
 
-  const builder = new flatbuffers.Builder(1 << 16);
+  // Sized for the sparse index vectors up front: the builder grows by doubling and copying, and
+  // a large sparse model's index vectors are a good part of its size (same bytes either way).
+  const builder = new flatbuffers.Builder(Math.min(FLATBUFFER_LIMIT, (1 << 16) + indexVectorBytes(doc)));
   builder.prep(DATA_ALIGNMENT, 0); // minalign 16: the finished head length is a multiple of 16
   const offsetFieldsFromEnd: Array<{ fromEnd: number; buffer: number }> = [];
   const bufferTables = doc.buffers.map((b, i) => {
