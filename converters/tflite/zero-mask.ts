@@ -110,6 +110,9 @@ function orSlices(src: Uint8Array, groups: number, size: number, inner: number):
       for (let e = 0; e < size; e++) {
         const from = (g * size + e) * words;
         for (let i = 0; i < words; i++) d[to + i]! |= s[from + i]!;
+        // Long reductions (a whole dimension): once every byte of the group is 1, the rest of
+        // its slices change nothing (pruned weights fill a projection within a few slices).
+        if ((e & 15) === 15 && e + 1 < size && saturated(d, to, words)) break;
       }
     }
   } else {
@@ -122,6 +125,12 @@ function orSlices(src: Uint8Array, groups: number, size: number, inner: number):
     }
   }
   return out;
+}
+
+/** True when d[from .. from + words) are all 0x01010101 (every byte of a 0/1 mask set). */
+function saturated(d: Uint32Array, from: number, words: number): boolean {
+  for (let i = from, end = from + words; i < end; i++) if (d[i] !== 0x01010101) return false;
+  return true;
 }
 
 function product(shape: readonly number[], from: number, to: number): number {

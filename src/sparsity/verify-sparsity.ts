@@ -182,6 +182,12 @@ export function verifySparsity(params: SparsityParams, shape: readonly number[],
       throw invalid('last array_segments value must equal the number of indices',
         `${where}.array_segments[${segments.length - 1}]`, String(indices.length), String(last));
     }
+    // Sorted and in range in one pass (an index is above the previous one of its segment, which
+    // starts at -1, and below the size); a violation is located by the two checks below.
+    if (options.requireSortedIndices && sortedInRange(segments, indices, positions, size)) {
+      positions = indices.length;
+      continue;
+    }
     for (let i = 0; i < indices.length; i++) {
       const v = indices[i]!;
       if (v < 0 || v >= size) {
@@ -214,4 +220,18 @@ export function verifySparsity(params: SparsityParams, shape: readonly number[],
     }
   }
   return positions;
+}
+
+/** True when every segment's indices rise strictly and lie in [0, size) (segments already checked). */
+function sortedInRange(segments: IndexVector, indices: IndexVector, positions: number, size: number): boolean {
+  for (let s = 0; s < positions; s++) {
+    let previous = -1;
+    for (let i = segments[s]!, end = segments[s + 1]!; i < end; i++) {
+      const v = indices[i]!;
+      if (v <= previous) return false;
+      previous = v;
+    }
+    if (previous >= size) return false;
+  }
+  return true;
 }
