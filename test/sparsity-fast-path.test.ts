@@ -12,7 +12,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NumericArray } from '../src/model/dtype.js';
 import {
-  denseFromSparsity, denseFromSparsityGeneric, firstSparseMismatch, sparsityFromDense, sparsityFromDenseGeneric, type LevelFormat, type ZeroTest,
+  denseFromSparsity, denseFromSparsityGeneric, firstSparseMismatch, setOnePassScratchLimit, sparsityFromDense, sparsityFromDenseGeneric,
+  type LevelFormat, type ZeroTest,
 } from '../src/sparsity/format-converter.js';
 import type { SparsityParams } from '../src/sparsity/types.js';
 import { verifySparsity } from '../src/sparsity/verify-sparsity.js';
@@ -124,6 +125,43 @@ test('fast path = generic walk: random masks, every element type, layout and den
     }
   }
   assert.ok(cases > 1000, `${cases} cases`);
+});
+
+test('fast path: the two-pass fill (tensors too large for the scratch) gives the same output as the one-pass fill', () => {
+  const random = mulberry32(23);
+  const previous = setOnePassScratchLimit(0);
+  let cases = 0;
+  try {
+    for (const kind of ['float32', 'float16', 'int8'] as Kind[]) {
+      for (const shape of [[5, 12], [16, 16], [3, 4, 8], [7, 64]]) {
+        const count = shape.reduce((a, b) => a * b, 1);
+        for (const density of [0, 0.2, 0.8, 1]) {
+          const dense = randomDense(kind, count, density, random);
+          for (const layout of fastLayouts(shape)) {
+            check(dense, shape, layout, ZERO_TEST[kind], `two-pass ${kind} [${shape}] density ${density} ${JSON.stringify(layout)}`);
+            cases++;
+          }
+        }
+      }
+    }
+  } finally {
+    setOnePassScratchLimit(previous);
+  }
+  assert.ok(cases > 100, `${cases} cases`);
+});
+
+test('fast path: results never share the one-pass scratch (a later encoding leaves an earlier one intact)', () => {
+  const random = mulberry32(29);
+  const shape = [16, 16];
+  const layout: Layout = { traversalOrder: [0, 1], blockMap: [], blockSize: [], formats: [D, S] };
+  const first = randomDense('float32', 256, 0.5, random);
+  const a = sparsityFromDense(first, shape, layout.traversalOrder, layout.blockMap, layout.blockSize, layout.formats);
+  const before = bytesOf(a.values.slice() as NumericArray);
+  const indicesBefore = Array.from((a.params.dimMetadata[1] as { indices: Uint8Array }).indices);
+  sparsityFromDense(randomDense('float32', 256, 0.9, random), shape, layout.traversalOrder, layout.blockMap, layout.blockSize, layout.formats);
+  assert.ok(bytesOf(a.values).equals(before), 'values of the first encoding');
+  assert.deepEqual(Array.from((a.params.dimMetadata[1] as { indices: Uint8Array }).indices), indicesBefore, 'indices of the first encoding');
+  assert.equal(firstSparseMismatch(a.values, shape, a.params, first), -1);
 });
 
 test('fast path: index widths u8 / u16 / i32, from the largest stored index and the stored count', () => {

@@ -538,7 +538,14 @@ function rowOffsets(size: Float64Array, stride: Float64Array, sparseLevel: numbe
  * Largest scratch (bytes) for the one-pass fast path: indices as Int32 and values for every unit
  * of the tensor. Larger tensors take the two-pass fill, which needs no scratch.
  */
-const ONE_PASS_MAX_BYTES = 160 << 20;
+let onePassMaxBytes = 160 << 20;
+
+/** Tests: sets the scratch limit of the one-pass fast path (0 forces the two-pass fill); returns the previous one. */
+export function setOnePassScratchLimit(bytes: number): number {
+  const previous = onePassMaxBytes;
+  onePassMaxBytes = bytes;
+  return previous;
+}
 
 /** This thread's scratch for the one-pass fast path, grown on demand (kept: weights are encoded one after another). */
 let scratchIndexBuffer = new Int32Array(0);
@@ -621,7 +628,7 @@ function lastLevelCsr<T extends NumericArray>(dense: T, bits: BitView, mask: num
   let indices: IndexVector;
   let values: T;
   const capacity = rows * units + 1;
-  if (capacity * (4 + b * bits.BYTES_PER_ELEMENT) <= ONE_PASS_MAX_BYTES) {
+  if (capacity * (4 + b * bits.BYTES_PER_ELEMENT) <= onePassMaxBytes) {
     // One pass into this thread's scratch (every unit written, the cursor advancing past stored
     // ones), then the stored part copied out at its exact size and narrowest index width.
     const scratchIndices = csrScratchIndices(capacity);
