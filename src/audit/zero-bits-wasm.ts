@@ -255,8 +255,9 @@ const vop = (code: number) => op.simd(code);
  *     (the last partial v128 masked to the row); each word ORed into colAny and fed (fed may be
  *     colAny: ORing twice changes nothing). nm: the N:M slots as v128 pairs (addend, test mask),
  *     then the three field widths (2/4/8, 0: none) as i32 at nm + 96.
- *   foldRow(ptr, n, target, _, out, _): an accumulator (word array padded to 16 bytes, padding
- *     clear), counted, ORed into target (when >= 0) and cleared; no N:M counts.
+ *   foldRow(ptr, n, target, levels, out, _): an accumulator (word array padded to 16 bytes,
+ *     padding clear), counted (only the levels whose bit is set in `levels`), ORed into target
+ *     (when >= 0) and cleared; no N:M counts.
  * Counts go through byte accumulators (i8x16.popcnt) flushed every 31 vectors, so no lane overflows.
  */
 function simdCountBody(kind: 'row' | 'fold'): number[] {
@@ -267,9 +268,13 @@ function simdCountBody(kind: 'row' | 'fold'): number[] {
   const W = 13, P = 14, X2 = 15, X4 = 16, X8 = 17, AC = 18; // AC..AC+7: A1 A2 A4 A8 A16 N0 N1 N2
   const T = 26; // T..T+8: T1 T2 T4 T8 T16 T32 TN0 TN1 TN2
   const PRM = 35; // PRM..PRM+5: addend/test per N:M slot
+  const C55 = 41, C11 = 42, C33 = 43, CZ = 44; // constants (CZ: zero, as locals start)
+  // A fold counts only the levels its caller reads (bit k of B: level k), each behind a branch
+  // that goes the same way for the whole call.
+  const need = (bits: number, code: number[]) => (row ? code : [...op.get(B), ...op.i32(bits), ...op.and, 0x04, 0x40, ...code, 0x0b]);
   const byteAccs = row ? [0, 1, 2, 3, 5, 6, 7] : [0, 1, 2, 3];
   const addTo = (local: number, value: number[], add: number) => [...op.get(local), ...value, ...vop(add), ...op.set(local)];
-  const M55 = () => vrep32(0x55555555), M11 = () => vrep32(0x11111111), M33 = () => vrep32(0x33333333);
+  const M55 = () => op.get(C55), M11 = () => op.get(C11), M33 = () => op.get(C33);
   const shr = (v: number[], n: number) => [...v, ...op.i32(n), ...vop(V.i64shrU)];
   const body = (): number[] => {
     const out: number[] = [];
@@ -278,18 +283,22 @@ function simdCountBody(kind: 'row' | 'fold'): number[] {
       out.push(...op.get(A), ...op.get(A), ...vload(0), ...op.get(W), ...vop(V.or), ...vstore(0));
       out.push(...op.get(B), ...op.get(B), ...vload(0), ...op.get(W), ...vop(V.or), ...vstore(0));
     } else {
-      out.push(...op.get(PTR), ...vzero(), ...vstore(0));
+      out.push(...op.get(PTR), ...op.get(CZ), ...vstore(0));
       out.push(...op.get(A), ...op.get(A), ...vload(0), ...op.get(W), ...vop(V.or), ...vstore(0));
     }
     out.push(
-      ...op.get(W), ...vop(V.popcnt), ...op.tee(X8), ...op.get(AC), ...vop(V.i8add), ...op.set(AC),
-      ...op.get(W), ...shr(op.get(W), 1), ...vop(V.or), ...M55(), ...op.simd(SIMD.and), ...op.tee(P),
-      ...vop(V.popcnt), ...op.get(AC + 1), ...vop(V.i8add), ...op.set(AC + 1),
-      ...op.get(P), ...shr(op.get(P), 2), ...vop(V.or), ...M11(), ...op.simd(SIMD.and),
-      ...vop(V.popcnt), ...op.get(AC + 2), ...vop(V.i8add), ...op.set(AC + 2),
-      ...op.get(AC + 3), ...op.get(W), ...vzero(), ...vop(V.i8ne), ...vop(V.i8sub), ...op.set(AC + 3),
-      ...op.get(AC + 4), ...op.get(W), ...vzero(), ...vop(V.i16ne), ...vop(V.i16sub), ...op.set(AC + 4),
-      ...op.get(T + 5), ...op.get(W), ...vzero(), ...vop(V.i32ne), ...vop(V.i32sub), ...op.set(T + 5),
+      ...need(1, [...op.get(W), ...vop(V.popcnt), ...op.tee(X8), ...op.get(AC), ...vop(V.i8add), ...op.set(AC)]),
+      ...need(6, [
+        ...op.get(W), ...shr(op.get(W), 1), ...vop(V.or), ...M55(), ...op.simd(SIMD.and), ...op.set(P),
+        ...need(2, [...op.get(P), ...vop(V.popcnt), ...op.get(AC + 1), ...vop(V.i8add), ...op.set(AC + 1)]),
+        ...need(4, [
+          ...op.get(P), ...shr(op.get(P), 2), ...vop(V.or), ...M11(), ...op.simd(SIMD.and),
+          ...vop(V.popcnt), ...op.get(AC + 2), ...vop(V.i8add), ...op.set(AC + 2),
+        ]),
+      ]),
+      ...need(8, [...op.get(AC + 3), ...op.get(W), ...op.get(CZ), ...vop(V.i8ne), ...vop(V.i8sub), ...op.set(AC + 3)]),
+      ...need(16, [...op.get(AC + 4), ...op.get(W), ...op.get(CZ), ...vop(V.i16ne), ...vop(V.i16sub), ...op.set(AC + 4)]),
+      ...need(32, [...op.get(T + 5), ...op.get(W), ...op.get(CZ), ...vop(V.i32ne), ...vop(V.i32sub), ...op.set(T + 5)]),
     );
     if (row) {
       out.push(
@@ -318,7 +327,9 @@ function simdCountBody(kind: 'row' | 'fold'): number[] {
     ...byteAccs.flatMap((k) => addTo(T + (k < 4 ? k : k + 1), [...op.get(AC + k), ...vop(V.ext16), ...vop(V.ext32)], V.i32add)),
     ...addTo(T + 4, [...op.get(AC + 4), ...vop(V.ext32)], V.i32add),
   ];
-  const code: number[] = [];
+  const code: number[] = [
+    ...vrep32(0x55555555), ...op.set(C55), ...vrep32(0x11111111), ...op.set(C11), ...vrep32(0x33333333), ...op.set(C33),
+  ];
   // A's step: a fold without a target ORs into a scratch vector that stays put.
   code.push(...op.i32(16), ...op.set(BSTEP));
   if (!row) {
@@ -367,8 +378,8 @@ function simdCountBody(kind: 'row' | 'fold'): number[] {
   for (let k = 0; k < slots; k++) code.push(...op.get(OUT), ...op.get(OUT), ...vload(16 * k), ...op.get(T + k), ...vop(V.i32add), ...vstore(16 * k));
   const lane = (i: number) => [...op.get(T), ...op.simd(V.i32extract, i)];
   code.push(...lane(0), ...lane(1), ...op.add, ...lane(2), ...op.add, ...lane(3), ...op.add, 0x0b);
-  // locals after the 6 params: i32 x7 (6..12), v128 x28 (13..40)
-  const locals = vector([[7, I32], [28, V128]]);
+  // locals after the 6 params: i32 x7 (6..12), v128 x32 (13..44)
+  const locals = vector([[7, I32], [32, V128]]);
   const all = [...locals, ...code];
   return [...uleb(all.length), ...all];
 }
@@ -377,7 +388,8 @@ function simdCountBody(kind: 'row' | 'fold'): number[] {
  * scanRows(desc): the row loop of analysis.ts's scanRows for rows read in place. desc (i32s):
  * flat, rows, wordsPerRow, colAny, fed (colAny when none), nnzOut (one i32 per row), rowOut (nine
  * v128 totals, rowStats), nm (rowStats's parameters), H, then per height above 1 (in order):
- * height, accumulator, target (-1: none), out (six v128 totals).
+ * height, accumulator, target (-1: none), out (six v128 totals), the fold levels to count (bit k:
+ * level k; foldRow leaves the others at zero).
  * Calls rowStats (function ROW) and foldRow (function FOLD).
  */
 function scanRowsBody(ROW: number, FOLD: number): number[] {
@@ -397,9 +409,9 @@ function scanRowsBody(ROW: number, FOLD: number): number[] {
     ...op.i32(0), ...op.set(K),
     0x02, 0x40, 0x03, 0x40,
     ...op.get(K), ...op.get(H), ...op.ltS, ...op.eqz, 0x0d, 0x01,
-    ...op.get(D), ...op.get(K), ...op.i32(4), ...op.shl, ...op.add, ...op.i32(36), ...op.add, ...op.set(E),
+    ...op.get(D), ...op.get(K), ...op.i32(20), 0x6c /* i32.mul */, ...op.add, ...op.i32(36), ...op.add, ...op.set(E),
     ...op.get(R), ...op.get(E), ...op.load(0), 0x70 /* i32.rem_u */, ...op.eqz, 0x04, 0x40,
-    ...op.get(E), ...op.load(4), ...op.get(WPR), ...op.get(E), ...op.load(8), ...op.i32(0), ...op.get(E), ...op.load(12), ...op.i32(0),
+    ...op.get(E), ...op.load(4), ...op.get(WPR), ...op.get(E), ...op.load(8), ...op.get(E), ...op.load(16), ...op.get(E), ...op.load(12), ...op.i32(0),
     0x10, ...uleb(FOLD), 0x1a /* drop */,
     0x0b,
     ...op.get(K), ...op.i32(1), ...op.add, ...op.set(K),
@@ -452,12 +464,12 @@ type ScanRowsFn = (desc: number) => void;
 const PAGE = 65536;
 // The scratch area (offsets from its start): stats()'s counts and N:M parameters (0..112),
 // rowStats's N:M parameters (128), its nine v128 totals (256), scanRows's descriptor (416) and
-// the six v128 totals (+ one spare vector) of each height's foldRow (640).
-const SCRATCH_BYTES = 2048;
+// the six v128 totals (+ one spare vector) of each height's foldRow (768).
+const SCRATCH_BYTES = 2304;
 const NM_SIMD = 128;
 const ROW_OUT = 256;
 const DESC = 416;
-const FOLD_OUT = 640;
+const FOLD_OUT = 768;
 const FOLD_STRIDE = 112;
 /** Block heights above 1 that scanRows takes (more: the per-row loop). */
 const MAX_HEIGHTS = 12;
@@ -655,7 +667,7 @@ export class ZeroBitsKernel implements BitStatsKernel {
    * having changed nothing, when it cannot take this analysis (too many heights, no room).
    */
   scanRows(flat: Int32Array, rows: number, wordsPerRow: number, colAny: Int32Array, fed: Int32Array | null,
-    heights: readonly { height: number; acc: Int32Array; target: Int32Array | null; folds: Float64Array }[],
+    heights: readonly { height: number; acc: Int32Array; target: Int32Array | null; folds: Float64Array; levels?: number }[],
     rowFolds: Float64Array, nmOut: Float64Array | null): Int32Array | null {
     const nnzAt = this.arenaAt + Math.ceil(this.arenaUsed / 16) * 16;
     if (heights.length > MAX_HEIGHTS || nnzAt + 4 * rows > this.arenaEnd) return null;
@@ -668,8 +680,9 @@ export class ZeroBitsKernel implements BitStatsKernel {
     s[d + 4] = (fed ?? colAny).byteOffset; s[d + 5] = nnzAt; s[d + 6] = base + ROW_OUT; s[d + 7] = base + NM_SIMD;
     s[d + 8] = heights.length;
     heights.forEach((h, k) => {
-      const e = d + 9 + 4 * k;
+      const e = d + 9 + 5 * k;
       s[e] = h.height; s[e + 1] = h.acc.byteOffset; s[e + 2] = h.target ? h.target.byteOffset : -1; s[e + 3] = base + FOLD_OUT + FOLD_STRIDE * k;
+      s[e + 4] = h.levels ?? 63;
     });
     this.scanRowsFn(base + DESC);
     const lanes = (at: number) => s[at]! + s[at + 1]! + s[at + 2]! + s[at + 3]!;
