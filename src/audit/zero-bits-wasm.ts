@@ -585,11 +585,29 @@ export class ZeroBitsKernel implements BitStatsKernel {
     this.cursor = Math.max(this.cursor, groups);
   }
 
-  private run(from: number, to: number, width: 1 | 2 | 4, mask: number, ref: number): void {
+  /**
+   * As bitsUpTo, for an input arriving through a ring (PagedFile.readNextRangeInto's `ring`):
+   * element group g is read at input offset (g * 32 * width) % ring. `ring` must be a multiple of
+   * 32 * width, and the caller calls this after every piece (before the ring overwrites it).
+   */
+  ringBitsUpTo(bytes: number, ring: number, width: 1 | 2 | 4, mask: number, ref: number): void {
+    const key = `${width} ${mask | 0} ${(ref & mask) | 0}`;
+    if (key !== this.cursorTest) { this.cursor = 0; this.cursorTest = key; }
+    const groupBytes = 32 * width;
+    const groups = Math.floor(Math.min(bytes, this.capacity) / groupBytes);
+    while (this.cursor < groups) {
+      const at = (this.cursor * groupBytes) % ring;
+      const n = Math.min(groups - this.cursor, (ring - at) / groupBytes);
+      this.run(this.cursor, this.cursor + n, width, mask, ref, at);
+      this.cursor += n;
+    }
+  }
+
+  private run(from: number, to: number, width: 1 | 2 | 4, mask: number, ref: number, src = from * 32 * width): void {
     const r = (ref & mask) | 0;
     // 4-byte elements with a mask below 2^31 and reference 0 (float32 zeros): the shorter kernel.
     const fn = width === 4 && (mask | 0) >= 0 && r === 0 ? this.bits32pos : this.fns[width];
-    fn(from * 32 * width, to - from, this.bitsAt + 4 * from, mask | 0, r);
+    fn(src, to - from, this.bitsAt + 4 * from, mask | 0, r);
   }
 
   /** True when `bytes` is this kernel's input area (starting at its first byte). */
