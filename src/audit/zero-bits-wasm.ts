@@ -239,7 +239,7 @@ function countBody(kind: 'stats' | 'foldPass'): number[] {
 const V = {
   store: 0x0b, i64splat: 0x12, i32extract: 0x1b, i8ne: 0x24, i16ne: 0x2e, i32ne: 0x38, i32gtS: 0x3b,
   or: 0x50, popcnt: 0x62, i8add: 0x6e, i8sub: 0x71, i16sub: 0x91, i32add: 0xae, i32sub: 0xb1, i64shrU: 0xcd,
-  ext16: 0x7d, ext32: 0x7f,
+  ext16: 0x7d, ext32: 0x7f, swizzle: 0x0e, i8gtU: 0x28, i16shrU: 0x8d,
 };
 const vstore = (offset: number) => op.simd(V.store, 0x04, ...uleb(offset));
 const vconst = (bytes: number[]) => op.simd(0x0c, ...bytes);
@@ -253,29 +253,36 @@ const vop = (code: number) => op.simd(code);
  * three N:M violation counts); returns the row's nonzero bits.
  *   rowStats(ptr, n, colAny, fed, out, nm): the n bit words (32-bit) at ptr, a row read in place
  *     (the last partial v128 masked to the row); each word ORed into colAny and fed (fed may be
- *     colAny: ORing twice changes nothing). nm: the N:M slots as v128 pairs (addend, test mask),
- *     then the three field widths (2/4/8, 0: none) as i32 at nm + 96.
+ *     colAny: ORing twice changes nothing). nm: per N:M slot two v128: a 16-byte table of the
+ *     violating groups in each nibble value (m = 2, 4; zeros otherwise) and a byte threshold
+ *     (m = 8: a byte with more set bits violates; 255 otherwise).
  *   foldRow(ptr, n, target, levels, out, _): an accumulator (word array padded to 16 bytes,
  *     padding clear), counted (only the levels whose bit is set in `levels`), ORed into target
  *     (when >= 0) and cleared; no N:M counts.
- * Counts go through byte accumulators (i8x16.popcnt) flushed every 31 vectors, so no lane overflows.
+ * Bits, pairs and nibbles are counted per nibble with i8x16.swizzle table lookups. Counts go
+ * through byte accumulators flushed every 31 vectors, so no lane overflows (at most 8 per vector).
  */
 function simdCountBody(kind: 'row' | 'fold'): number[] {
   const row = kind === 'row';
   // i32 locals
-  const PTR = 0, N = 1, A = 2, B = 3, OUT = 4, NMP = 5, FULL = 6, CHUNK = 7, TAIL = 8, BSTEP = 9, L0 = 10;
+  const PTR = 0, N = 1, A = 2, B = 3, OUT = 4, NMP = 5, FULL = 6, CHUNK = 7, TAIL = 8, BSTEP = 9;
   // v128 locals
-  const W = 13, P = 14, X2 = 15, X4 = 16, X8 = 17, AC = 18; // AC..AC+7: A1 A2 A4 A8 A16 N0 N1 N2
+  const W = 13, X8 = 17, AC = 18; // AC..AC+7: A1 A2 A4 A8 A16 N0 N1 N2
   const T = 26; // T..T+8: T1 T2 T4 T8 T16 T32 TN0 TN1 TN2
-  const PRM = 35; // PRM..PRM+5: addend/test per N:M slot
-  const C55 = 41, C11 = 42, C33 = 43, CZ = 44; // constants (CZ: zero, as locals start)
+  const PRM = 35; // PRM..PRM+5: per N:M slot its nibble table and its byte threshold
+  const CZ = 44; // zero (as locals start)
+  const TP1 = 45, TP2 = 46, TP4 = 47, C0F = 48, LO = 49, HI = 50; // nibble tables, 0x0f bytes, the nibbles
   // A fold counts only the levels its caller reads (bit k of B: level k), each behind a branch
   // that goes the same way for the whole call.
   const need = (bits: number, code: number[]) => (row ? code : [...op.get(B), ...op.i32(bits), ...op.and, 0x04, 0x40, ...code, 0x0b]);
   const byteAccs = row ? [0, 1, 2, 3, 5, 6, 7] : [0, 1, 2, 3];
   const addTo = (local: number, value: number[], add: number) => [...op.get(local), ...value, ...vop(add), ...op.set(local)];
-  const M55 = () => op.get(C55), M11 = () => op.get(C11), M33 = () => op.get(C33);
-  const shr = (v: number[], n: number) => [...v, ...op.i32(n), ...vop(V.i64shrU)];
+  // Per nibble (i8x16.swizzle of a 16-byte table by the low and the high nibble of every byte):
+  // set bits, nonzero bit pairs, nonzero nibbles; per N:M slot the violating groups of a nibble
+  // (m = 2 or 4) or, for m = 8, the bytes whose set bits exceed the slot's threshold.
+  const nib = (table: number) => [
+    ...op.get(table), ...op.get(LO), ...vop(V.swizzle), ...op.get(table), ...op.get(HI), ...vop(V.swizzle), ...vop(V.i8add),
+  ];
   const body = (): number[] => {
     const out: number[] = [];
     // ORs (and, for a fold, the clearing)
@@ -287,31 +294,22 @@ function simdCountBody(kind: 'row' | 'fold'): number[] {
       out.push(...op.get(A), ...op.get(A), ...vload(0), ...op.get(W), ...vop(V.or), ...vstore(0));
     }
     out.push(
-      ...need(1, [...op.get(W), ...vop(V.popcnt), ...op.tee(X8), ...op.get(AC), ...vop(V.i8add), ...op.set(AC)]),
-      ...need(6, [
-        ...op.get(W), ...shr(op.get(W), 1), ...vop(V.or), ...M55(), ...op.simd(SIMD.and), ...op.set(P),
-        ...need(2, [...op.get(P), ...vop(V.popcnt), ...op.get(AC + 1), ...vop(V.i8add), ...op.set(AC + 1)]),
-        ...need(4, [
-          ...op.get(P), ...shr(op.get(P), 2), ...vop(V.or), ...M11(), ...op.simd(SIMD.and),
-          ...vop(V.popcnt), ...op.get(AC + 2), ...vop(V.i8add), ...op.set(AC + 2),
-        ]),
+      ...need(7, [
+        ...op.get(W), ...op.get(C0F), ...op.simd(SIMD.and), ...op.set(LO),
+        ...op.get(W), ...op.i32(4), ...vop(V.i16shrU), ...op.get(C0F), ...op.simd(SIMD.and), ...op.set(HI),
       ]),
+      ...need(1, [...nib(TP1), ...op.tee(X8), ...op.get(AC), ...vop(V.i8add), ...op.set(AC)]),
+      ...need(2, [...nib(TP2), ...op.get(AC + 1), ...vop(V.i8add), ...op.set(AC + 1)]),
+      ...need(4, [...nib(TP4), ...op.get(AC + 2), ...vop(V.i8add), ...op.set(AC + 2)]),
       ...need(8, [...op.get(AC + 3), ...op.get(W), ...op.get(CZ), ...vop(V.i8ne), ...vop(V.i8sub), ...op.set(AC + 3)]),
       ...need(16, [...op.get(AC + 4), ...op.get(W), ...op.get(CZ), ...vop(V.i16ne), ...vop(V.i16sub), ...op.set(AC + 4)]),
       ...need(32, [...op.get(T + 5), ...op.get(W), ...op.get(CZ), ...vop(V.i32ne), ...vop(V.i32sub), ...op.set(T + 5)]),
     );
     if (row) {
-      out.push(
-        ...op.get(W), ...shr(op.get(W), 1), ...M55(), ...op.simd(SIMD.and), ...vop(V.i8sub), ...op.tee(X2),
-        ...M33(), ...op.simd(SIMD.and), ...shr(op.get(X2), 2), ...M33(), ...op.simd(SIMD.and), ...vop(V.i8add), ...op.set(X4),
-      );
       for (let k = 0; k < 3; k++) {
         out.push(
-          ...op.get(AC + 5 + k),
-          ...op.get(X2), ...op.get(X4), ...op.get(X8), ...op.get(L0 + k), ...op.i32(4), ...op.eq, ...op.select,
-          ...op.get(L0 + k), ...op.i32(2), ...op.eq, ...op.select,
-          ...op.get(PRM + 2 * k), ...vop(V.i8add), ...op.get(PRM + 2 * k + 1), ...op.simd(SIMD.and), ...vop(V.popcnt),
-          ...vop(V.i8add), ...op.set(AC + 5 + k),
+          ...op.get(AC + 5 + k), ...nib(PRM + 2 * k), ...vop(V.i8add),
+          ...op.get(X8), ...op.get(PRM + 2 * k + 1), ...vop(V.i8gtU), ...vop(V.i8sub), ...op.set(AC + 5 + k),
         );
       }
     }
@@ -327,8 +325,13 @@ function simdCountBody(kind: 'row' | 'fold'): number[] {
     ...byteAccs.flatMap((k) => addTo(T + (k < 4 ? k : k + 1), [...op.get(AC + k), ...vop(V.ext16), ...vop(V.ext32)], V.i32add)),
     ...addTo(T + 4, [...op.get(AC + 4), ...vop(V.ext32)], V.i32add),
   ];
+  const table = (f: (v: number) => number) => vconst(Array.from({ length: 16 }, (_, v) => f(v)));
+  const pop4 = (v: number) => (v & 1) + ((v >> 1) & 1) + ((v >> 2) & 1) + ((v >> 3) & 1);
   const code: number[] = [
-    ...vrep32(0x55555555), ...op.set(C55), ...vrep32(0x11111111), ...op.set(C11), ...vrep32(0x33333333), ...op.set(C33),
+    ...table(pop4), ...op.set(TP1),
+    ...table((v) => (v & 3 ? 1 : 0) + (v & 12 ? 1 : 0)), ...op.set(TP2),
+    ...table((v) => (v ? 1 : 0)), ...op.set(TP4),
+    ...vrep32(0x0f0f0f0f), ...op.set(C0F),
   ];
   // A's step: a fold without a target ORs into a scratch vector that stays put.
   code.push(...op.i32(16), ...op.set(BSTEP));
@@ -337,7 +340,6 @@ function simdCountBody(kind: 'row' | 'fold'): number[] {
   }
   if (row) {
     for (let k = 0; k < 6; k++) code.push(...op.get(NMP), ...vload(16 * k), ...op.set(PRM + k));
-    for (let k = 0; k < 3; k++) code.push(...op.get(NMP), ...op.load(96 + 4 * k), ...op.set(L0 + k));
     code.push(...op.get(N), ...op.i32(2), ...op.shrU, ...op.set(FULL), ...op.get(N), ...op.i32(3), ...op.and, ...op.set(TAIL));
   } else {
     code.push(...op.get(N), ...op.i32(3), ...op.add, ...op.i32(2), ...op.shrU, ...op.set(FULL));
@@ -378,8 +380,8 @@ function simdCountBody(kind: 'row' | 'fold'): number[] {
   for (let k = 0; k < slots; k++) code.push(...op.get(OUT), ...op.get(OUT), ...vload(16 * k), ...op.get(T + k), ...vop(V.i32add), ...vstore(16 * k));
   const lane = (i: number) => [...op.get(T), ...op.simd(V.i32extract, i)];
   code.push(...lane(0), ...lane(1), ...op.add, ...lane(2), ...op.add, ...lane(3), ...op.add, 0x0b);
-  // locals after the 6 params: i32 x7 (6..12), v128 x32 (13..44)
-  const locals = vector([[7, I32], [32, V128]]);
+  // locals after the 6 params: i32 x7 (6..12), v128 x38 (13..50)
+  const locals = vector([[7, I32], [38, V128]]);
   const all = [...locals, ...code];
   return [...uleb(all.length), ...all];
 }
@@ -668,11 +670,13 @@ export class ZeroBitsKernel implements BitStatsKernel {
       this.nmParams[3 * k] = BigInt(level);
       this.nmParams[3 * k + 1] = wide(addend);
       this.nmParams[3 * k + 2] = wide(test);
-      // rowStats: (addend, test) as v128 per slot, the field widths after them.
-      const simd = new Int32Array(this.memory.buffer, this.scratchAt + NM_SIMD, 27);
-      simd.fill(addend, 8 * k, 8 * k + 4);
-      simd.fill(test, 8 * k + 4, 8 * k + 8);
-      simd[24 + k] = level;
+      // rowStats: per slot a nibble table of violating groups (m = 2, 4) and a byte threshold (m = 8).
+      const simd = new Uint8Array(this.memory.buffer, this.scratchAt + NM_SIMD, 96);
+      const bitsOf = (x: number) => (x & 1) + ((x >> 1) & 1) + ((x >> 2) & 1) + ((x >> 3) & 1);
+      for (let v = 0; v < 16; v++) {
+        simd[32 * k + v] = !p || p.m === 8 ? 0 : p.m === 4 ? (bitsOf(v) > p.n ? 1 : 0) : (bitsOf(v & 3) > p.n ? 1 : 0) + (bitsOf(v >> 2) > p.n ? 1 : 0);
+      }
+      simd.fill(p && p.m === 8 ? p.n : 255, 32 * k + 16, 32 * k + 32);
     }
     return true;
   }
