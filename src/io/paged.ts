@@ -59,6 +59,9 @@ export class PagedFile {
    * caller owns `into` and must not reuse it while the returned view is in use; `null` cancels.
    * With `onRead`, the range is read in pieces of READ_PIECE bytes and `onRead(bytesDone)` is
    * called after each, so the caller can work on each piece while it is still in the CPU's cache.
+   * With `ring` as well (a multiple of READ_PIECE, at most `into.length`), the pieces go round
+   * the first `ring` bytes of `into` (see readInto): the returned array has the range's length,
+   * but only onRead sees the range's bytes (the streaming audit's bits-only reads).
    */
   readNextRangeInto(into: Uint8Array | null, onRead?: (bytesDone: number) => void, ring = 0): void {
     if (ring !== 0 && !(onRead && ring % READ_PIECE === 0 && ring <= (into?.length ?? 0))) {
