@@ -33,7 +33,7 @@ const KINDS: Array<{ dtype: DenseWeight['dtype']; make: (n: number) => Ctor; non
   { dtype: 'uint8', make: (n) => new Uint8Array(n), nonzero: (r) => 1 + Math.floor(r() * 200), zero: () => 0 },
   { dtype: 'int32', make: (n) => new Int32Array(n), nonzero: (r) => (r() < 0.5 ? -1 : 1) * (1 + Math.floor(r() * 1e6)), zero: () => 0 },
 ];
-const SHAPES = [[64, 64], [16, 48], [3, 5], [1000], [8, 4, 6], [32, 2, 2, 8], [256, 64], [7, 96], [16, 1], [1, 1], [33, 31], [5, 2, 3]];
+const SHAPES = [[64, 64], [16, 48], [3, 5], [1000], [8, 4, 6], [32, 2, 2, 8], [256, 64], [7, 96], [16, 1], [1, 1], [33, 31], [5, 2, 3], [4, 4192], [16, 160], [32, 32], [48, 2048]];
 const OPTIONS: AnalysisOptions[] = [
   {},
   { blockShapes: [[2, 2], [3, 1], [1, 3], [1, 4]], nmPatterns: [[1, 2], [0, 4], [3, 8], [2, 4]] },

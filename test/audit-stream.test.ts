@@ -15,6 +15,9 @@ import { assembleLayout } from '../converters/tflite/write.js';
 import type { TfliteDocument } from '../converters/tflite/document.js';
 import { canonicalJson, mediapipeModels, repoPath, sampleModels, tempDir } from './helpers.js';
 import { mulberry32 } from '../src/random.js';
+import { ZeroBitsKernel } from '../src/audit/zero-bits-wasm.js';
+import { READ_RING } from '../src/audit/weight.js';
+import { generateTfliteModel } from '../bench/tflite-io.js';
 
 const CLI = repoPath('dist', 'src', 'cli', 'bin.js');
 const models = [...mediapipeModels(), ...sampleModels()];
@@ -133,6 +136,59 @@ test('a streaming audit finds what the whole-model audit finds, weight by weight
     assert.ok(streamed.notes.some((n) => n.startsWith('streaming audit')), 'the report says it streamed');
     const pictures = (r: ReturnType<typeof auditModel>) => r.weights.filter((w) => w.zeroPattern).map((w) => w.name).sort();
     assert.deepEqual(pictures(streamed), pictures(whole), `${name}: zero patterns of the same weights`);
+  }
+});
+
+test('weights read through the read ring (only their zero bits needed) give the whole-model findings', async () => {
+  // Default streaming options (no gzip, pictures or prune cost): weights over READ_RING bytes are
+  // read through the ring, their bits computed piece by piece; count the pieces to be sure.
+  let pieces = 0;
+  const original = ZeroBitsKernel.prototype.ringBitsUpTo;
+  ZeroBitsKernel.prototype.ringBitsUpTo = function (this: ZeroBitsKernel, ...args: Parameters<typeof original>) {
+    pieces++;
+    return original.apply(this, args);
+  };
+  const dir = tempDir('ring');
+  try {
+    const generated = path.join(dir, 'generated.tflite');
+    generateTfliteModel(generated, 16 * 1024 * 1024); // one 2048 x 2048 float32 weight: 16 ring rounds
+    // Its values repeat every 256: overwrite them with random ones (80% zeros, -0 too, some zero
+    // rows and 1x4 blocks), found where they are in the file.
+    const { model: located, source } = openModel(generated, { paged: true });
+    const paged = rangeTargetOf(source)!;
+    const fd = fs.openSync(generated, 'r+');
+    const random = mulberry32(0x7269);
+    for (const w of located.weights) {
+      const range = paged.locateRange(() => w.denseBytes());
+      w.release?.();
+      if (!range || range.length <= READ_RING) continue;
+      const values = new Float32Array(range.length / 4);
+      for (let i = 0; i < values.length; i += 4) {
+        const block = random() < 0.5;
+        for (let k = i; k < i + 4; k++) values[k] = block || random() < 0.6 ? (random() < 0.5 ? -0 : 0) : random() - 0.5;
+      }
+      values.fill(0, 2048 * 5, 2048 * 9);
+      fs.writeSync(fd, new Uint8Array(values.buffer), 0, range.length, range.offset);
+    }
+    fs.closeSync(fd);
+    paged.close();
+    for (const file of [generated, ...models]) {
+      const whole = auditModel(openModel(file).model, { gzipWeights: 0 });
+      const { report } = await auditFileStreaming(file, { top: null, jobs: 1 });
+      const byName = (r: ReturnType<typeof perWeight>) => canonicalJson(r.map(({ rank: _, ...w }) => w).sort((a, b) => a.name.localeCompare(b.name)));
+      assert.equal(byName(perWeight(report)), byName(perWeight(whole)), `${path.basename(file)}: per-weight findings`);
+      assert.equal(canonicalJson(report.fullyConnected), canonicalJson(whole.fullyConnected), `${path.basename(file)}: FULLY_CONNECTED blocks`);
+      assert.equal(report.totals.zeros, whole.totals.zeros);
+    }
+    assert.ok(pieces >= (16 * 1024 * 1024) / (READ_RING / 2), `weights went through the ring (${pieces} pieces)`);
+    // The same on two threads (the worker reads its weights through its own ring).
+    const one = await auditFileStreaming(generated, { top: null, jobs: 1 });
+    const two = await auditFileStreaming(generated, { top: null, jobs: 2, parallelMinBytes: 0 });
+    const strip = (r: ReturnType<typeof auditModel>) => canonicalJson({ ...r, timings: null, notes: r.notes.filter((n) => !n.includes('(--jobs)')) });
+    assert.equal(strip(two.report), strip(one.report));
+  } finally {
+    ZeroBitsKernel.prototype.ringBitsUpTo = original;
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -18,8 +18,15 @@ import { ZeroBitsKernel } from './zero-bits-wasm.js';
 
 /** Reads a weight's next range into a given array (src/io/paged.ts PagedFile). */
 export interface RangeTarget {
-  readNextRangeInto(into: Uint8Array | null, onRead?: (bytesDone: number) => void): void;
+  readNextRangeInto(into: Uint8Array | null, onRead?: (bytesDone: number) => void, ring?: number): void;
 }
+
+/**
+ * Bytes of the ring a weight is read through when only its zero bits are needed (a multiple of
+ * the 512 KiB read piece): the pieces stay in the core's L2 cache, for the read's copy and for the
+ * bits kernel, instead of going through a weight-sized area.
+ */
+export const READ_RING = 1 << 20;
 
 let threadKernel: ZeroBitsKernel | null | undefined;
 /** This thread's zero-bits kernel (WebAssembly SIMD), or null where WebAssembly SIMD is missing. */
@@ -45,7 +52,9 @@ export function streamWeight(model: Model, index: number,
   options: { gzipLevel: GzipLevel; deep: boolean; zeroPattern: boolean; pruneCost?: boolean; paged?: RangeTarget }): StreamedWeight {
   const weight = model.weights[index]!;
   try {
-    const { row, analysis, rowAxis, rawBest } = analyzeWeight(model, weight, index, options.paged);
+    // The dense bytes are needed after the zero bits only for gzip, the picture and the prune cost.
+    const denseLater = options.deep || options.zeroPattern || (options.pruneCost ?? false);
+    const { row, analysis, rowAxis, rawBest } = analyzeWeight(model, weight, index, options.paged, denseLater);
     const item: WorkItem = { index, weight, row, analysis, rowAxis, rawBest };
     if (isFullyConnectedItem(model, item)) item.fullyConnected = fullyConnectedReport(item, options.pruneCost ?? false);
     if (options.deep) deepGzip(item, options.gzipLevel, options.gzipLevel as DeflateLevel);
@@ -157,7 +166,7 @@ export function storedLength(weight: WeightTensor): number {
  * The weight's dense bytes, in the kernel's input area when there is a kernel: read there
  * straight from the file when `paged` is given and the weight is stored dense, copied otherwise.
  */
-function loadDense(weight: WeightTensor, kernel: ZeroBitsKernel | null, paged: RangeTarget | undefined, rowAxis: number): Uint8Array {
+function loadDense(weight: WeightTensor, kernel: ZeroBitsKernel | null, paged: RangeTarget | undefined, rowAxis: number, denseLater: boolean): Uint8Array {
   const stored = storedLength(weight);
   const into = kernel !== null && paged !== undefined && weight.sparsity === undefined ? kernel.input(stored) : null;
   const direct = into !== null;
@@ -167,7 +176,14 @@ function loadDense(weight: WeightTensor, kernel: ZeroBitsKernel | null, paged: R
     if (isSparseDType(weight.dtype)) {
       try { test = createZeroScanner(denseWeightOf(weight, into), rowAxis).flatZeroTest(); } catch { /* analysed (and reported) later */ }
     }
-    paged!.readNextRangeInto(into, test ? (done) => kernel!.bitsUpTo(done, test.width, test.mask, test.ref) : undefined);
+    // Whole groups of 32 elements and nothing reading the values after the bits: through the
+    // ring. The returned array then holds only the last ring's worth of bytes; the analysis
+    // reads the bits alone (analyzeZeros with nonzeroBits never reads the values), and sizes
+    // use its length.
+    const groupBytes = test ? 32 * test.width : 0;
+    const ring = test && !denseLater && stored > READ_RING && stored % groupBytes === 0 && READ_RING % groupBytes === 0 ? READ_RING : 0;
+    if (ring > 0) paged!.readNextRangeInto(into, (done) => kernel!.ringBitsUpTo(done, ring, test!.width, test!.mask, test!.ref), ring);
+    else paged!.readNextRangeInto(into, test ? (done) => kernel!.bitsUpTo(done, test.width, test.mask, test.ref) : undefined);
   }
   try {
     return weight.denseBytes();
@@ -176,10 +192,10 @@ function loadDense(weight: WeightTensor, kernel: ZeroBitsKernel | null, paged: R
   }
 }
 
-export function analyzeWeight(model: Model, weight: WeightTensor, index: number, paged?: RangeTarget): WorkItem {
+export function analyzeWeight(model: Model, weight: WeightTensor, index: number, paged?: RangeTarget, denseLater = true): WorkItem {
   const kernel = auditKernel();
   const rowAxis = rowAxisFor(model, weight);
-  const dense = loadDense(weight, kernel, paged, rowAxis);
+  const dense = loadDense(weight, kernel, paged, rowAxis, denseLater);
   let elements = 0;
   try { elements = elementCount(weight.shape); } catch { /* reported by the plugin when read */ }
   const row: AuditWeight = {

@@ -28,6 +28,7 @@ export class PagedFile {
   /** Set by `readNextRangeInto`: where the next range read of exactly its length goes. */
   private nextTarget: Uint8Array | null = null;
   private nextOnRead: ((bytesDone: number) => void) | null = null;
+  private nextRing = 0;
   /** Set by `locateRange`: range reads are recorded instead of performed. */
   private located: { offset: number; length: number }[] | null = null;
 
@@ -58,10 +59,17 @@ export class PagedFile {
    * caller owns `into` and must not reuse it while the returned view is in use; `null` cancels.
    * With `onRead`, the range is read in pieces of READ_PIECE bytes and `onRead(bytesDone)` is
    * called after each, so the caller can work on each piece while it is still in the CPU's cache.
+   * With `ring` as well (a multiple of READ_PIECE, at most `into.length`), the pieces go round
+   * the first `ring` bytes of `into` (see readInto): the returned array has the range's length,
+   * but only onRead sees the range's bytes (the streaming audit's bits-only reads).
    */
-  readNextRangeInto(into: Uint8Array | null, onRead?: (bytesDone: number) => void): void {
+  readNextRangeInto(into: Uint8Array | null, onRead?: (bytesDone: number) => void, ring = 0): void {
+    if (ring !== 0 && !(onRead && ring % READ_PIECE === 0 && ring <= (into?.length ?? 0))) {
+      throw new RangeError('a ring needs onRead and a multiple of READ_PIECE bytes inside the target');
+    }
     this.nextTarget = into;
     this.nextOnRead = into !== null ? onRead ?? null : null;
+    this.nextRing = into !== null ? ring : 0;
   }
 
   /**
@@ -94,12 +102,15 @@ export class PagedFile {
     const target = this.nextTarget;
     const out = target !== null && target.length === length ? target : new Uint8Array(length);
     let onRead: ((bytesDone: number) => void) | null = null;
+    let ring = 0;
     if (out === target) {
       onRead = this.nextOnRead;
+      ring = this.nextRing;
       this.nextTarget = null;
       this.nextOnRead = null;
+      this.nextRing = 0;
     }
-    this.readInto(out, offset, onRead);
+    this.readInto(out, offset, onRead, ring);
     return out;
   }
 
@@ -107,13 +118,21 @@ export class PagedFile {
     try { fs.closeSync(this.fd); } catch { /* already closed */ }
   }
 
-  private readInto(into: Uint8Array, position: number, onRead: ((bytesDone: number) => void) | null = null): void {
+  /**
+   * With `ring` (> 0, a multiple of READ_PIECE, with onRead), byte i of the range lands at
+   * `into[i % ring]`: only the first `ring` bytes of `into` are written, each piece is the
+   * caller's to use in onRead before the ring comes round to it again (no read crosses the
+   * ring's end), and the rest of `into` is left as it was.
+   */
+  private readInto(into: Uint8Array, position: number, onRead: ((bytesDone: number) => void) | null = null, ring = 0): void {
     let done = 0;
     const piece = onRead !== null ? READ_PIECE : 1 << 30;
     while (done < into.length) {
       let n: number;
+      const at = ring > 0 ? done % ring : done;
+      const want = Math.min(into.length - done, piece, ring > 0 ? ring - at : Infinity);
       try {
-        n = fs.readSync(this.fd, into, done, Math.min(into.length - done, piece), position + done);
+        n = fs.readSync(this.fd, into, at, want, position + done);
       } catch (e) {
         throw new PrunepackError('IO', `cannot read ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
       }

@@ -152,6 +152,15 @@ export interface BitStatsKernel {
   stats(words: Int32Array, start: number, length: number, colAny: Int32Array, fed: Int32Array | null, folds: Float64Array, nmOut: Float64Array | null): void;
   /** folds[0..5] += the counts of `words` (as stats), then ORs `words` into target (when given) and clears it. */
   foldPass(words: Int32Array, target: Int32Array | null, folds: Float64Array): void;
+  /**
+   * Optional: the whole row loop over rows read in place (stats of row r at r * wordsPerRow, then
+   * in height order the foldPass of every height whose accumulator row r completed); returns
+   * each row's nonzero count, or null (nothing changed) when it cannot. A height's `levels` (bit
+   * k: folds[k]; default all) are the fold counts its caller reads: the others may stay unset.
+   */
+  scanRows?(flat: Int32Array, rows: number, wordsPerRow: number, colAny: Int32Array, fed: Int32Array | null,
+    heights: readonly { height: number; acc: Int32Array; target: Int32Array | null; folds: Float64Array; levels?: number }[],
+    rowFolds: Float64Array, nmOut: Float64Array | null): Int32Array | null;
 }
 
 export const DEFAULT_BLOCK_SHAPES: readonly (readonly [number, number])[] = [
@@ -1054,6 +1063,28 @@ function scanRows(scanner: ZeroScanner, s: RowScan): void {
   const fed = fedByRows.length > 0 ? fedByRows[0] : null;
   const nmKernelOut = nmTable !== null ? nmTableCounts : null;
   let { minNnz, maxNnz, zeroRows } = s;
+  if (inPlace && kernel!.scanRows) {
+    // The whole loop in the kernel, then the per-row figures from its row counts.
+    // Per height, the fold levels read below (nonzeroBlocks): the kernel counts only those.
+    const above = heights.slice(1).map((height, k) => ({
+      height, acc: accumulators[k + 1], target: passTo[k + 1], folds: foldCounts[k + 1],
+      levels: blocks.reduce((m, b) => (b.applicable && b.rows === height && FOLD_LEVEL[b.cols] !== undefined ? m | (1 << FOLD_LEVEL[b.cols]) : m), 0),
+    }));
+    const nnzs = kernel!.scanRows(flatBits!, rows, wordsPerRow, colAny, fed, above, foldCounts[0], nmKernelOut);
+    if (nnzs !== null) {
+      for (let r = 0; r < rows; r++) {
+        const nnz = nnzs[r];
+        if (nnz < minNnz) minNnz = nnz;
+        if (nnz > maxNnz) maxNnz = nnz;
+        if (nnz === 0) zeroRows++;
+        histogram[cols === 0 ? 0 : Math.min(bins - 1, Math.floor((nnz * bins) / cols))]++;
+      }
+      s.minNnz = minNnz;
+      s.maxNnz = maxNnz;
+      s.zeroRows = zeroRows;
+      return;
+    }
+  }
   for (let r = 0; r < rows; r++) {
     const before = foldCounts[0][0];
     if (inPlace) {
