@@ -682,6 +682,23 @@ function copyBits(a: NumericArray): BitView | null {
 }
 
 /**
+ * The rows of a fast-path layout (every original level dense but the last, SPARSE_CSR; at most
+ * one dense block level): each row's first dense position, the CSR vectors, the stride of one
+ * stored unit and of one element inside a block.
+ */
+function lastLevelRows(params: SparsityParams, n: number, size: Float64Array, stride: Float64Array) {
+  const k = params.traversalOrder.length - n;
+  const s = n - 1;
+  const level = params.dimMetadata[s] as Extract<DimensionMetadata, { format: 'SPARSE_CSR' }>;
+  let rows = 1;
+  for (let l = 0; l < s; l++) rows *= size[l]!;
+  return {
+    rows, offsets: rowOffsets(size, stride, s, rows), segments: level.segments, indices: level.indices,
+    units: size[s]! | 0, step: stride[s]! | 0, b: k ? size[n]! | 0 : 1, bStride: k ? stride[n]! | 0 : 0,
+  };
+}
+
+/**
  * denseFromSparsity for the fast path's layouts (verified metadata; `dst` zeroed): scatters each
  * row's stored units. Returns false (nothing written) for any other layout.
  */
@@ -693,16 +710,7 @@ function scatterLastLevelCsr(values: NumericArray, dst: NumericArray, params: Sp
   const src = copyBits(values);
   const out = copyBits(dst);
   if (!src || !out || src.constructor !== out.constructor) return false;
-  const s = n - 1;
-  const level = params.dimMetadata[s] as Extract<DimensionMetadata, { format: 'SPARSE_CSR' }>;
-  const segments = level.segments;
-  const indices = level.indices;
-  let rows = 1;
-  for (let l = 0; l < s; l++) rows *= size[l]!;
-  const offsets = rowOffsets(size, stride, s, rows);
-  const step = stride[s]! | 0;
-  const b = k ? size[n]! | 0 : 1;
-  const bStride = k ? stride[n]! | 0 : 0;
+  const { rows, offsets, segments, indices, step, b, bStride } = lastLevelRows(params, n, size, stride);
   for (let r = 0; r < rows; r++) {
     const base = offsets[r]!;
     const end = segments[r + 1]!;
@@ -747,17 +755,7 @@ export function firstSparseMismatch(values: NumericArray, shape: readonly number
   if (layout.elementCount !== dense.length || dense.length > 0x7fffffff) return null;
   const size = layout.size;
   const stride = layout.stride;
-  const s = n - 1;
-  const level = params.dimMetadata[s] as Extract<DimensionMetadata, { format: 'SPARSE_CSR' }>;
-  const segments = level.segments;
-  const indices = level.indices;
-  let rows = 1;
-  for (let l = 0; l < s; l++) rows *= size[l]!;
-  const offsets = rowOffsets(size, stride, s, rows);
-  const units = size[s]! | 0;
-  const step = stride[s]! | 0;
-  const b = k ? size[n]! | 0 : 1;
-  const bStride = k ? stride[n]! | 0 : 0;
+  const { rows, offsets, segments, indices, units, step, b, bStride } = lastLevelRows(params, n, size, stride);
   for (let r = 0; r < rows; r++) {
     const base = offsets[r]!;
     const end = segments[r + 1]!;
