@@ -11,7 +11,6 @@
  * which layouts each consumer reads. The analysis of each weight is independent of the graph, so
  * planSparseTfliteWith runs it in worker threads.
  */
-import { BuiltinOperator } from '../../schemas/generated/tflite/tflite/builtin-operator.js';
 import { BuiltinOptions } from '../../schemas/generated/tflite/tflite/builtin-options.js';
 import { FullyConnectedOptionsT } from '../../schemas/generated/tflite/tflite/fully-connected-options.js';
 import { FullyConnectedOptionsWeightsFormat } from '../../schemas/generated/tflite/tflite/fully-connected-options-weights-format.js';
