@@ -107,6 +107,9 @@ export async function runConvert(args: string[]): Promise<number> {
   if (sparseOptionsGiven && target !== 'tflite-sparse') {
     throw new PrunepackError('INVALID_ARGUMENT', '--min-sparsity, --block, --keep-dense, --optimize, --runtime and --jobs apply to one target only', { expected: '--to tflite-sparse', found: `--to ${target}` });
   }
+  if (values['external-data'] !== undefined && target !== 'onnx' && target !== 'onnx-sparse') {
+    throw new PrunepackError('INVALID_ARGUMENT', '--external-data applies to ONNX targets only', { expected: '--to onnx or --to onnx-sparse', found: `--to ${target}` });
+  }
   const jobs = parseJobs(values.jobs) ?? defaultJobs();
   const { optimize, runtime: tunedFor } = parseLatencyOptions(values.optimize, values.runtime);
   let minSparsity = 0.3;
@@ -136,9 +139,6 @@ export async function runConvert(args: string[]): Promise<number> {
   const inputBytes = source.fileSize ?? source.bytes.length;
 
   const onnxTarget = model.format === 'onnx' && (target === 'onnx' || target === 'onnx-sparse');
-  if (values['external-data'] !== undefined && !onnxTarget) {
-    throw new PrunepackError('INVALID_ARGUMENT', '--external-data applies to ONNX targets only', { expected: 'an ONNX model with --to onnx or --to onnx-sparse', found: `a ${model.format} model, --to ${target}` });
-  }
   if (onnxTarget && (values['external-data'] !== undefined || onnxNeedsExternalData(model, target))) {
     return runConvertOnnxFiles(model, source.path ?? input, target, output, values, inputBytes);
   }
