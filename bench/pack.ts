@@ -150,6 +150,7 @@ async function browserDecode(packs: Uint8Array[], log: (line: string) => void): 
       out.push(await page.evaluate(async ({ url, repeats, span }) => {
         const { unpack: unpackInPage } = await import('/loader.js' as string) as typeof import('../src/loaders/pack.js');
         const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+        // `best` above, again: page.evaluate sends this function's source to the page, which cannot call this process.
         const bestOf = async (fn: () => unknown) => {
           let min = Infinity;
           for (let r = 0; r < repeats; r++) {
