@@ -22,7 +22,7 @@ import { tfliteDocumentOf } from '../converters/tflite/index.js';
 import { createRuntimeCheck, sparsifyTflite, sparsifyTfliteAsync, type SparsifyOptions } from '../converters/tflite/sparse-write.js';
 import { ANALYZE_TASK, ENCODE_TASK, analyzeWeight, type WeightSpec } from '../converters/tflite/sparse-weight.js';
 import { blockMask, makeZeroMask, maxCoordinates, prefixCounts } from '../converters/tflite/zero-mask.js';
-import { WorkerPool } from '../src/parallel/pool.js';
+import { closeSharedPools, sharedPool, WorkerPool } from '../src/parallel/pool.js';
 import { PrunepackError } from '../src/errors.js';
 import { openModel, pruneModel, readModel } from '../src/index.js';
 import { readModelSource } from '../src/io/files.js';
@@ -165,6 +165,55 @@ describe('worker pool', () => {
       await assert.rejects(pool.run('test/fail', { bytes: [], params: null }), /failed on purpose/);
     } finally {
       await pool.close();
+    }
+  });
+});
+
+describe('worker pool: results and the shared pool', () => {
+  test('small results are copied back, results over transferMinBytes transferred; both arrive whole', async () => {
+    const pool = new WorkerPool({ size: 1, modules: [POOL_TASKS], transferMinBytes: 1000 });
+    try {
+      for (const [n, transferred] of [[1000, false], [1001, true], [10, false], [5000, true]] as const) {
+        const { bytes } = await pool.run<{ bytes: Uint8Array }>('test/bytes', { bytes: [], params: { n } });
+        assert.equal(bytes.length, n);
+        assert.ok(bytes.every((b, k) => b === (k & 0xff)), `${n} bytes arrive intact`);
+        const { detached } = await pool.run<{ detached: boolean }>('test/last-detached', { bytes: [], params: null });
+        assert.equal(detached, transferred, `${n} bytes: ${transferred ? 'transferred' : 'copied'}`);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('sharedPool: the same warm workers for every caller, close() keeps them, a failed pool is replaced', async () => {
+    const options = { size: 2, modules: [POOL_TASKS] };
+    const where = async (runner: ReturnType<typeof sharedPool>) => new Set((await Promise.all(
+      [1, 2, 3, 4].map(() => runner.run<{ threadId: number }>('test/where', { bytes: [new Uint8Array(4)], params: { ms: 30 } })))).map((r) => r.threadId));
+    try {
+      const first = sharedPool(options);
+      const threads = await where(first);
+      assert.equal(threads.size, 2, 'both workers ran tasks');
+      assert.ok(!threads.has(0), 'no task in this thread without mainThread');
+      await first.close();
+      const again = sharedPool(options);
+      assert.deepEqual([...(await where(again))].sort(), [...threads].sort(), 'the same worker threads after close()');
+      // Another configuration gets its own pool.
+      const other = sharedPool({ ...options, size: 1 });
+      assert.ok([...(await where(other))].every((t) => !threads.has(t)));
+      // A worker that dies fails the pool; the next caller gets a new one that works.
+      await assert.rejects(again.run('test/exit', { bytes: [], params: null }), /exited with code 3/);
+      const replaced = sharedPool(options);
+      const fresh = await where(replaced);
+      assert.equal(fresh.size, 2);
+      assert.ok([...fresh].every((t) => !threads.has(t)), 'new worker threads');
+    } finally {
+      await closeSharedPools();
+    }
+    const after = sharedPool(options);
+    try {
+      assert.equal((await where(after)).size, 2, 'closeSharedPools ended them; a new pool starts on demand');
+    } finally {
+      await closeSharedPools();
     }
   });
 });

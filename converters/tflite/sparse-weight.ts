@@ -214,6 +214,39 @@ function nativeLayouts(m: ZeroMask, dtype: DType, elementBytes: number, choice: 
 /** Memory byte order (the word-wide mask writes assume little-endian; others take the byte loop). */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+
+/** Negative zeros seen by the last maskFloat32Words call. */
+let wordNegativeZeros = 0;
+
+/**
+ * The float32 mask four elements per word (`m`: the mask's words; the mask is fresh, byteOffset
+ * 0), summed like countOnes; the byte order inside the word follows the platform's (little
+ * endian only). Returns the nonzero count, the negative zeros in wordNegativeZeros.
+ *
+ * A function of its own with nothing after the loop but a return: V8 compiles a long loop
+ * on-stack (OSR) while the code after it has never run, and code there without type feedback
+ * (the tail loop, the result object) made the cached OSR code bail out at the end of every call
+ * in worker threads, which then ran each weight's mask partly in the interpreter (~25% of the
+ * mask's time; seen with --trace-deopt).
+ */
+function maskFloat32Words(v: Int32Array, m: Int32Array, words: number): number {
+  let nonzeros = 0;
+  let negativeZeros = 0;
+  for (let w = 0, i = 0; w < words; w++, i += 4) {
+    const x0 = v[i]!;
+    const x1 = v[i + 1]!;
+    const x2 = v[i + 2]!;
+    const x3 = v[i + 3]!;
+    const word = ((-(x0 & 0x7fffffff)) >>> 31) | (((-(x1 & 0x7fffffff)) >>> 31) << 8)
+      | (((-(x2 & 0x7fffffff)) >>> 31) << 16) | (((-(x3 & 0x7fffffff)) >>> 31) << 24);
+    m[w] = word;
+    nonzeros += Math.imul(word, 0x01010101) >>> 24;
+    negativeZeros += (x0 === -0x80000000 ? 1 : 0) + (x1 === -0x80000000 ? 1 : 0) + (x2 === -0x80000000 ? 1 : 0) + (x3 === -0x80000000 ? 1 : 0);
+  }
+  wordNegativeZeros = negativeZeros;
+  return nonzeros;
+}
+
 /** Nonzero mask (numeric rule), its nonzero count and the -0.0 count of a dense weight. */
 function nonzeroMask(dtype: DType, bytes: Uint8Array, count: number): { mask: Uint8Array; nonzeros: number; negativeZeros: number } {
   const mask = new Uint8Array(count);
@@ -226,21 +259,9 @@ function nonzeroMask(dtype: DType, bytes: Uint8Array, count: number): { mask: Ui
   if (dtype === 'float32') {
     const b = aligned(4);
     const v = new Int32Array(b.buffer, b.byteOffset, count);
-    // Four elements per mask word (the mask is fresh: byteOffset 0), summed like countOnes; the
-    // byte order inside the word follows the platform's, so the word is assembled for it.
     const words = LITTLE_ENDIAN ? count >>> 2 : 0;
-    const m = new Int32Array(mask.buffer, 0, words);
-    for (let w = 0, i = 0; w < words; w++, i += 4) {
-      const x0 = v[i]!;
-      const x1 = v[i + 1]!;
-      const x2 = v[i + 2]!;
-      const x3 = v[i + 3]!;
-      const word = ((-(x0 & 0x7fffffff)) >>> 31) | (((-(x1 & 0x7fffffff)) >>> 31) << 8)
-        | (((-(x2 & 0x7fffffff)) >>> 31) << 16) | (((-(x3 & 0x7fffffff)) >>> 31) << 24);
-      m[w] = word;
-      nonzeros += Math.imul(word, 0x01010101) >>> 24;
-      negativeZeros += (x0 === -0x80000000 ? 1 : 0) + (x1 === -0x80000000 ? 1 : 0) + (x2 === -0x80000000 ? 1 : 0) + (x3 === -0x80000000 ? 1 : 0);
-    }
+    nonzeros = maskFloat32Words(v, new Int32Array(mask.buffer, 0, words), words);
+    negativeZeros = wordNegativeZeros;
     for (let i = words * 4; i < count; i++) {
       const x = v[i]!;
       const nonzero = (-(x & 0x7fffffff)) >>> 31;

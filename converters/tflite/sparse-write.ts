@@ -246,9 +246,22 @@ async function weightRunner(doc: TfliteDocument, jobs: number, minBytes: number)
     }
   }
   if (jobs <= 1 || weights < 2 || bytes < minBytes) return inThreadRunner(weightTasks);
-  const { WorkerPool } = await import('../../src/parallel/pool.js');
-  // This thread takes tasks too: `jobs` threads in all, jobs - 1 of them workers.
-  return new WorkerPool({ size: Math.min(jobs, weights), modules: [new URL('./sparse-weight.js', import.meta.url)], mainThread: true });
+  return weightPool(jobs);
+}
+
+/** The process-wide pool of `jobs` threads for weightTasks, this one included (jobs - 1 workers). */
+async function weightPool(jobs: number): Promise<TaskRunner> {
+  const { sharedPool } = await import('../../src/parallel/pool.js');
+  return sharedPool({ size: jobs, modules: [new URL('./sparse-weight.js', import.meta.url)], mainThread: true });
+}
+
+/**
+ * Starts the worker threads sparsifyTfliteAsync / sparsifyTfliteChecked will use with `jobs`
+ * threads (Node only), so that they start and load their code while the caller reads the model
+ * (`prunepack convert` does, for inputs of at least MIN_PARALLEL_BYTES). Nothing when jobs <= 1.
+ */
+export async function prestartWeightPool(jobs: number): Promise<void> {
+  if (Number.isInteger(jobs) && jobs > 1) await weightPool(jobs);
 }
 
 const ELEMENT_TYPES = new Set([TensorType.FLOAT32, TensorType.FLOAT16, TensorType.INT8]);

@@ -18,7 +18,7 @@ import type { SparsityParams } from '../sparsity/types.js';
 import { densifyTfliteDocument } from '../../converters/tflite/densify.js';
 import { BLOCK_CHOICES, type BlockChoice, type SparsePlan, type SparsePlanEntry } from '../../converters/tflite/sparse-plan.js';
 import {
-  createRuntimeCheck, sparsifyTfliteAsync, sparsifyTfliteChecked, type RuntimeComparison, type SparsifyResult,
+  createRuntimeCheck, MIN_PARALLEL_BYTES, prestartWeightPool, sparsifyTfliteAsync, sparsifyTfliteChecked, type RuntimeComparison, type SparsifyResult,
 } from '../../converters/tflite/sparse-write.js';
 import { assembleLayout, layoutTflite, type TfliteLayout } from '../../converters/tflite/write.js';
 import { DEFAULT_OPTIMIZE, DEFAULT_RUNTIME, OPTIMIZE_GOALS, runtimeProfile, runtimeProfileNames, type OptimizeGoal } from '../../converters/tflite/latency.js';
@@ -132,6 +132,11 @@ export async function runConvert(args: string[]): Promise<number> {
     throw new PrunepackError('INVALID_ARGUMENT', `${output} exists`, { hint: 'Pass --force to replace it, or choose another path with -o' });
   }
   protectInputFile(input);
+  if (target === 'tflite-sparse' && jobs > 1 && (fs.statSync(input, { throwIfNoEntry: false })?.size ?? 0) >= MIN_PARALLEL_BYTES) {
+    // The worker threads start and load their code while the model is read (errors, if any,
+    // surface when they are used).
+    prestartWeightPool(jobs).catch(() => undefined);
+  }
   // Worker threads read the weights where they are: in shared memory.
   const source = readModelSource(input, { shared: target === 'tflite-sparse' && jobs > 1 });
   const { model } = readModel(source);

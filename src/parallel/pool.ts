@@ -3,12 +3,13 @@
  *
  * - Byte arrays backed by a SharedArrayBuffer reach the worker as views of the same memory (no
  *   copy); other byte arrays are copied once (only their own bytes, never the whole buffer they
- *   are a view of). Byte arrays in a result are transferred back, not copied.
+ *   are a view of). Byte arrays in a result are copied back, or transferred when they are large
+ *   (worker.ts says why).
  * - Tasks are handed out largest input first (tasks submitted in the same tick are ordered
  *   together), one per worker at a time; with `mainThread` this thread runs tasks too and each
  *   worker holds one more in reserve. Results resolve per task, so callers that need a
  *   deterministic output order keep their own order (e.g. Promise.all).
- * - Results: return fresh arrays (their buffers are transferred, i.e. detached in the worker).
+ * - Results: return fresh arrays (large ones are transferred, i.e. detached in the worker).
  * - Idle workers do not keep the process alive; `close()` ends them.
  * - A task that throws rejects with the same error (PrunepackError with its code and details).
  */
@@ -29,7 +30,15 @@ export interface PoolOptions {
    * reserve (while the queue is long) so that it never waits for this thread to finish one.
    */
   mainThread?: boolean;
+  /**
+   * Results whose own byte arrays add up to more than this are transferred from the worker, smaller
+   * ones copied (default 64 MiB; worker.ts says why).
+   */
+  transferMinBytes?: number;
 }
+
+/** Default of PoolOptions.transferMinBytes. */
+export const TRANSFER_MIN_BYTES = 64 << 20;
 
 interface Pending {
   id: number;
@@ -74,7 +83,7 @@ export class WorkerPool implements TaskRunner {
     this.mainThread = options.mainThread ?? false;
     const workers = this.mainThread ? options.size - 1 : options.size;
     for (let i = 0; i < workers; i++) {
-      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { modules: this.modules } });
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { modules: this.modules, transferMinBytes: options.transferMinBytes ?? TRANSFER_MIN_BYTES } });
       const slot: Slot = { worker, busy: new Map() };
       worker.on('message', (message: WorkerReply) => this.onReply(slot, message));
       worker.on('error', (error) => this.fail(error));
@@ -82,6 +91,11 @@ export class WorkerPool implements TaskRunner {
       worker.unref();
       this.slots.push(slot);
     }
+  }
+
+  /** True once a worker failed: the pool runs nothing more. */
+  get failed(): boolean {
+    return this.failure !== null;
   }
 
   get size(): number {
@@ -178,6 +192,41 @@ export class WorkerPool implements TaskRunner {
     for (const p of this.queue.splice(0)) p.reject(error);
     for (const slot of this.slots) void slot.worker.terminate();
   }
+}
+
+const sharedPools = new Map<string, WorkerPool>();
+
+/**
+ * A pool kept for the life of the process, one per set of options: its
+ * workers start once and stay warm (their code compiled, their scratch buffers allocated) for the
+ * next call, as a pipeline converting model after model wants. Idle workers do not keep the
+ * process alive. `close()` on the returned runner leaves the pool running (closeSharedPools ends
+ * every one); a pool whose worker failed is replaced on the next call.
+ *
+ * Why: a worker needs 55-65 ms to start and runs its first tasks with cold code, which a single
+ * call pays in full (the TFLite encode stage of a 1 GB model with 2 threads was ~10% slower with
+ * a pool made per call than with a warm one).
+ */
+export function sharedPool(options: PoolOptions): TaskRunner {
+  const key = JSON.stringify([options.modules.map((m) => String(m)), options.size, options.mainThread ?? false, options.transferMinBytes ?? TRANSFER_MIN_BYTES]);
+  let pool = sharedPools.get(key);
+  if (!pool || pool.failed) {
+    pool = new WorkerPool(options);
+    sharedPools.set(key, pool);
+  }
+  const runner = pool;
+  return {
+    size: runner.size,
+    run: (task, input) => runner.run(task, input),
+    async close() { /* shared: stays for the next caller */ },
+  };
+}
+
+/** Ends every pool made by sharedPool (e.g. before a long idle period, or in tests). */
+export async function closeSharedPools(): Promise<void> {
+  const pools = [...sharedPools.values()];
+  sharedPools.clear();
+  await Promise.all(pools.map((p) => p.close()));
 }
 
 /** A view of shared memory as is; anything else copied into its own buffer (transferred to the worker). */
