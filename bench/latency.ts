@@ -32,7 +32,7 @@ import { densifyTfliteDocument } from '../converters/tflite/densify.js';
 import { planSparseTflite, type SparseLayout, type SparsePlan } from '../converters/tflite/sparse-plan.js';
 import { applySparsePlan, createRuntimeCheck, sparsifyTfliteChecked } from '../converters/tflite/sparse-write.js';
 import {
-  OPTIMIZE_GOALS, interpolateRate, measureLatency, median, runtimeProfile, type KernelCost, type LatencyMeasurement, type NativeEncoding, type OptimizeGoal,
+  OPTIMIZE_GOALS, interpolateRate, measureLatency, median, runtimeProfile, type KernelCost, type NativeEncoding, type OptimizeGoal,
 } from '../converters/tflite/latency.js';
 import { ENGINE_NAMES, loadTfliteRuntime, type EngineName } from '../src/verify/tflite-runtime.js';
 import { pruneModel, writeModel } from '../src/index.js';
@@ -86,13 +86,6 @@ export function latencyModels(): BenchModel[] {
 // Calibration models: a FULLY_CONNECTED layer between two tiny dense ones (1 -> cols, rows -> 1),
 // so that a native read splits the XNNPACK graph as it would in a real model; the baseline is the
 // same model without the measured layer (1 -> cols -> 1).
-
-interface CalibrationCase {
-  rows: number;
-  cols: number;
-  /** Share of stored elements (CSR) or stored blocks. */
-  density: number;
-}
 
 function fcSandwich(rows: number, cols: number, weights: Float32Array | Int8Array | null, int8: boolean, seed: number): Uint8Array {
   const random = seededRandom(seed);

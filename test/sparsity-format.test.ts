@@ -13,7 +13,7 @@ import {
   denseFromSparsity, narrowestIndexVector, sparsityFromDense, type LevelFormat, type ZeroTest,
 } from '../src/sparsity/format-converter.js';
 import { verifySparsity } from '../src/sparsity/verify-sparsity.js';
-import type { DimensionMetadata, IndexVector, SparsityParams } from '../src/sparsity/types.js';
+import type { DimensionMetadata, SparsityParams } from '../src/sparsity/types.js';
 import { mulberry32 } from '../src/random.js';
 
 const D = 'DENSE' as const;

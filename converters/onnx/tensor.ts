@@ -12,7 +12,7 @@ import { byteLengthOf, elementCount, type DType } from '../../src/model/dtype.js
 import { DATA_FIELDS, TYPED_FIELD_NAMES, int32EntryWidth, onnxDType, typedEntryCount, typedFieldOf } from './dtypes.js';
 import { parseExternalData, readExternalData, resolveExternalData, type ExternalDataRef, type ResolvedExternalData } from './external-data.js';
 import {
-  ProtoReader, ProtoWriter, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, countPackedVarints, decodeVarintWords, protoError,
+  ProtoReader, ProtoWriter, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_VARINT, countPackedVarints, decodeVarintWords,
   type Chunks,
 } from './protobuf.js';
 
