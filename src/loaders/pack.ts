@@ -15,7 +15,7 @@
  */
 import { PrunepackError } from '../errors.js';
 import { PackRestorer, PACK_HEADER_BYTES, type RestoredPack, type RestoreOptions } from '../pack/format.js';
-import { asyncPackRestorer, nativeInflater, restorePackAsync, type PackFeeder } from '../pack/restore-async.js';
+import { asyncPackRestorer, platformInflater, restorePackAsync, type PackFeeder } from '../pack/restore-async.js';
 import { decodeTfjsArtifacts, type TfjsLoadHandler, type TfjsModelArtifacts } from '../../converters/tfjs/loader.js';
 import { parseModelJson } from '../../converters/tfjs/manifest.js';
 
@@ -54,8 +54,8 @@ export async function unpack(source: Uint8Array | ArrayBuffer | string | URL, op
   if (!response.ok) throw new PrunepackError('IO', `cannot fetch ${url}: HTTP ${response.status}`, { location: url });
   const reader = response.body?.getReader();
   if (!reader) return restorePackAsync(new Uint8Array(await response.arrayBuffer()), options);
-  const inflateAsync = options.inflate ? null : nativeInflater();
-  const restorer: PackFeeder = inflateAsync ? asyncPackRestorer(options, inflateAsync) : new PackRestorer(options);
+  const native = options.inflate ? null : platformInflater();
+  const restorer: PackFeeder = native ? asyncPackRestorer(options, native.async, false, undefined, native.sync) : new PackRestorer(options);
   let buffer = new Uint8Array(64 * 1024);
   let have = 0;
   for (;;) {

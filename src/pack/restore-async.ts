@@ -6,7 +6,7 @@
  * pool keep the JavaScript decoders (a stream costs a few promise round trips). Without
  * DecompressionStream this is the synchronous restorer. Browser-safe.
  */
-import { ppspDeflatedStreams } from '../../converters/tfjs/sparse-decode.js';
+import { ppspDeflatedStreams, type RawInflate } from '../../converters/tfjs/sparse-decode.js';
 import { checkWholePack, PACK_HEADER_BYTES, PackRestorer, restorePack, WEIGHT_KIND_PPSP, type RestoredPack, type RestoreOptions } from './format.js';
 
 /** Streams smaller than this are inflated in JavaScript (break-even: ~16 KB in Node 20, under 8 KB in Chromium). */
@@ -51,6 +51,49 @@ export function nativeInflater(): InflateAsync | null {
   };
 }
 
+interface NodeZlib {
+  inflateRawSync(stored: Uint8Array, options: object): Uint8Array;
+  inflateRaw(stored: Uint8Array, options: object, done: (error: Error | null, out: Uint8Array) => void): void;
+}
+
+/**
+ * Node's zlib, looked up at run time (`process.getBuiltinModule`, Node >= 20.16) so that the
+ * loader imports no Node module: the large streams are inflated in one call each on libuv's thread
+ * pool (while this thread decodes the previous weight: DecompressionStream in Node inflates one
+ * 16 KiB chunk per event-loop turn, so it stalls while the decoding runs), the rest with
+ * inflateRawSync. Null elsewhere. The output is capped one byte past the declared length (a
+ * longer stream is then reported by the length check).
+ */
+export function nodeZlibInflater(): { async: InflateAsync; sync: RawInflate } | null {
+  let z: NodeZlib | undefined;
+  try {
+    z = (globalThis as { process?: { getBuiltinModule?: (id: string) => NodeZlib } }).process?.getBuiltinModule?.('zlib');
+  } catch {
+    return null;
+  }
+  if (!z) return null;
+  const zlib = z;
+  return {
+    async: (stored, raw) => new Promise((resolve, reject) => zlib.inflateRaw(stored, { chunkSize: raw + 64, maxOutputLength: raw + 1 }, (e, out) => (e ? reject(e) : resolve(out)))),
+    sync: (stored, raw) => {
+      try {
+        return zlib.inflateRawSync(stored, { maxOutputLength: raw + 1 });
+      } catch (e) {
+        if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return new Uint8Array(raw + 1);
+        throw e;
+      }
+    },
+  };
+}
+
+/** The platform's raw DEFLATE decoders: Node's zlib, else DecompressionStream (no synchronous one), else null. */
+export function platformInflater(): { async: InflateAsync; sync?: RawInflate } | null {
+  const z = nodeZlibInflater();
+  if (z) return z;
+  const ds = nativeInflater();
+  return ds && { async: ds };
+}
+
 /** The restorer interface the loader drives (PackRestorer, or the one below). */
 export interface PackFeeder {
   readonly totalBytes: number | undefined;
@@ -69,7 +112,7 @@ export const NATIVE_AHEAD_BYTES = 8 * 1024 * 1024;
  * NATIVE_AHEAD_BYTES inflated) are inflated natively while the current weight is decoded into its
  * file; then each weight is handed to the restorer with its streams, one at a time.
  */
-export function asyncPackRestorer(options: RestoreOptions, inflateAsync: InflateAsync, dataCrcChecked = false, minBytes = NATIVE_INFLATE_MIN_BYTES): PackFeeder {
+export function asyncPackRestorer(options: RestoreOptions, inflateAsync: InflateAsync, dataCrcChecked = false, minBytes = NATIVE_INFLATE_MIN_BYTES, inflateSync?: RawInflate): PackFeeder {
   /** Inflated streams by their offset in the pack, for the weight being decoded. */
   const ready = new Map<number, Uint8Array>();
   /** Inflate buffers of decoded weights, reused (fresh pages cost as much as the copy). */
@@ -83,9 +126,9 @@ export function asyncPackRestorer(options: RestoreOptions, inflateAsync: Inflate
   const restorer = new PackRestorer({
     ...options,
     inflate: (stored, raw) => {
-      if (stored.buffer !== buffer.buffer) return null;
-      const got = ready.get(stored.byteOffset - buffer.byteOffset);
-      return got && got.length === raw ? got : null; // else the JavaScript decoder (it reports any error)
+      const got = stored.buffer === buffer.buffer ? ready.get(stored.byteOffset - buffer.byteOffset) : undefined;
+      // Else the synchronous native decoder or the JavaScript one (either reports any error).
+      return got && got.length === raw ? got : inflateSync ? inflateSync(stored, raw) : null;
     },
   }, dataCrcChecked);
 
@@ -151,10 +194,9 @@ export function asyncPackRestorer(options: RestoreOptions, inflateAsync: Inflate
  * restorePack with the native inflater when the platform has one (same checks, same result),
  * else restorePack itself.
  */
-export async function restorePackAsync(bytes: Uint8Array, options: RestoreOptions = {}, nativeMinBytes = NATIVE_INFLATE_MIN_BYTES): Promise<RestoredPack> {
-  const inflateAsync = options.inflate ? null : nativeInflater();
-  if (!inflateAsync) return restorePack(bytes, options);
-  const r = asyncPackRestorer(options, inflateAsync, checkWholePack(bytes, options), nativeMinBytes);
+export async function restorePackAsync(bytes: Uint8Array, options: RestoreOptions = {}, nativeMinBytes = NATIVE_INFLATE_MIN_BYTES, native = platformInflater()): Promise<RestoredPack> {
+  if (options.inflate || !native) return restorePack(bytes, options);
+  const r = asyncPackRestorer(options, native.async, checkWholePack(bytes, options), nativeMinBytes, native.sync);
   await r.feed(bytes, bytes.length);
   return r.finish(bytes.length);
 }
