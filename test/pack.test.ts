@@ -191,7 +191,7 @@ async function withoutNodeZlib<T>(fn: () => Promise<T>): Promise<T> {
   const saved = p.getBuiltinModule;
   p.getBuiltinModule = undefined;
   try {
-    assert.equal(nodeZlibInflater(), null);
+    assert.equal(nodeZlibInflater(), undefined);
     return await fn();
   } finally {
     p.getBuiltinModule = saved;

@@ -92,13 +92,11 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
       for (let i = code >>> bits; i < 1 << width; i += 1 << (l - bits)) entries[link[prefix]! + i] = entry;
     }
   }
-  // A pair needs a first code of at most bits - shortest bits: those cover at most `share` of the
-  // table, so below PAIR_SHARE the pass is skipped (e.g. the planes of float values).
+  // No two codes fit the first level when the shortest is longer than half of it (e.g. the
+  // planes of float values): then the pass is skipped.
   let shortest = 0;
   for (let l = 15; l > 0; l--) if (count[l]) shortest = l;
-  let share = 0;
-  for (let l = 1; l <= bits - shortest; l++) share += count[l]! / (1 << l);
-  if (pairs && share >= PAIR_SHARE) {
+  if (pairs && 2 * shortest <= bits) {
     const paired = entries.slice();
     let hits = 0;
     for (let i = 0; i < size; i++) {

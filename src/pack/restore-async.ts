@@ -61,19 +61,12 @@ interface NodeZlib {
  * loader imports no Node module: the large streams are inflated in one call each on libuv's thread
  * pool (while this thread decodes the previous weight: DecompressionStream in Node inflates one
  * 16 KiB chunk per event-loop turn, so it stalls while the decoding runs), the rest with
- * inflateRawSync. Null elsewhere. The output is capped one byte past the declared length (a
+ * inflateRawSync. Undefined elsewhere. The output is capped one byte past the declared length (a
  * longer stream is then reported by the length check).
  */
-export function nodeZlibInflater(): { async: InflateAsync; sync: RawInflate } | null {
-  let z: NodeZlib | undefined;
-  try {
-    z = (globalThis as { process?: { getBuiltinModule?: (id: string) => NodeZlib } }).process?.getBuiltinModule?.('zlib');
-  } catch {
-    return null;
-  }
-  if (!z) return null;
-  const zlib = z;
-  return {
+export function nodeZlibInflater(): { async: InflateAsync; sync: RawInflate } | undefined {
+  const zlib = (globalThis as { process?: { getBuiltinModule?: (id: string) => NodeZlib } }).process?.getBuiltinModule?.('zlib');
+  return zlib && {
     async: (stored, raw) => new Promise((resolve, reject) => zlib.inflateRaw(stored, { chunkSize: raw + 64, maxOutputLength: raw + 1 }, (e, out) => (e ? reject(e) : resolve(out)))),
     sync: (stored, raw) => {
       try {
