@@ -55,7 +55,15 @@ export async function unpack(source: Uint8Array | ArrayBuffer | string | URL, op
   const reader = response.body?.getReader();
   if (!reader) return restorePackAsync(new Uint8Array(await response.arrayBuffer()), options);
   const native = options.inflate ? null : platformInflater();
-  const restorer: PackFeeder = native ? asyncPackRestorer(options, native.async, false, undefined, native.sync) : new PackRestorer(options);
+  try {
+    return await restoreStream(reader, native ? asyncPackRestorer(options, native.async, false, undefined, native.sync) : new PackRestorer(options));
+  } finally {
+    native?.end?.();
+  }
+}
+
+/** Feeds the restorer the response's chunks as they arrive. */
+async function restoreStream(reader: { read(): Promise<{ done: boolean; value?: Uint8Array }> }, restorer: PackFeeder): Promise<RestoredPack> {
   let buffer = new Uint8Array(64 * 1024);
   let have = 0;
   for (;;) {
