@@ -214,6 +214,8 @@ export function asyncPackRestorer(options: RestoreOptions, inflateAsync: Inflate
           ahead.push(started);
           aheadBytes += started.bytes;
         }
+        // What comes before this weight (pool, skeleton, pooled weights) while its streams inflate.
+        restorer.feed(input, plan[next]!.start);
         const current = ahead.shift()!;
         for (const entry of await current.result) if (entry) ready.set(entry[0], entry[1]);
         buffer = input;
