@@ -329,7 +329,7 @@ export interface RestoreOptions {
   verify?: 'once' | 'full';
   /**
    * Another raw DEFLATE decoder for the PPSP streams, skeletons and pool streams (Node's zlib,
-   * or streams inflated ahead by DecompressionStream); null falls back to the built-in one.
+   * or streams inflated ahead natively); null falls back to the built-in one.
    */
   inflate?: RawInflate;
 }

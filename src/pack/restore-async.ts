@@ -1,10 +1,12 @@
 /**
- * Restoring with the platform's native raw DEFLATE decoder (`DecompressionStream('deflate-raw')`:
- * browsers, Node >= 18, Deno, Bun; zlib underneath), which is asynchronous. The large PPSP streams
- * of the next weights (up to NATIVE_AHEAD_BYTES inflated) are inflated while the current weight is
- * decoded; weights are still decoded into the files one at a time. Small streams, skeletons and the
- * pool keep the JavaScript decoders (a stream costs a few promise round trips). Without
- * DecompressionStream this is the synchronous restorer. Browser-safe.
+ * Restoring with the platform's native raw DEFLATE decoder, asynchronously: in Node zlib (found at
+ * run time through process.getBuiltinModule: large streams on the thread pool, the rest
+ * synchronously), elsewhere `DecompressionStream('deflate-raw')` (browsers, Deno, Bun), in a worker
+ * when enough PPSP data follow. The large PPSP streams of the next weights (up to
+ * NATIVE_AHEAD_BYTES inflated) are inflated while the current weight is decoded; weights are still
+ * decoded into the files one at a time. With DecompressionStream, small streams, skeletons and the
+ * pool keep the JavaScript decoders (a stream costs a few promise round trips). Without a native
+ * decoder this is the synchronous restorer. Browser-safe (imports no Node module).
  */
 import { ppspDeflatedStreams, type RawInflate } from '../../converters/tfjs/sparse-decode.js';
 import { checkWholePack, PACK_HEADER_BYTES, PackRestorer, restorePack, WEIGHT_KIND_PPSP, type RestoredPack, type RestoreOptions } from './format.js';
