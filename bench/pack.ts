@@ -5,8 +5,8 @@
  * ~100 MB model with ~80% zeros. Targets: at 80% <= 0.8x gzip -9 and < xz -9; at 50% <= 0.9x gzip -9.
  * Decoding against a plain copy of the restored bytes (allocation + copy of the same bytes, `slice`,
  * best of N, same process; target <= 3x), for each way of restoring: restorePack (the loader's
- * JavaScript inflate: what runs without DecompressionStream), `unpack(bytes)` of the loader
- * (DecompressionStream for large streams), `prunepack unpack`'s restorePackNode (Node's zlib), and
+ * JavaScript inflate: what runs without a native inflate), `unpack(bytes)` of the loader (in Node:
+ * zlib, large streams on the thread pool), `prunepack unpack`'s restorePackNode (Node's zlib), and
  * the loader bundled with esbuild in headless Chromium (`unpack(bytes)` there against `slice` there;
  * when /usr/bin/chromium exists). The loader's bundled size (esbuild, minified, fflate external;
  * target < 50 KB).
@@ -60,7 +60,7 @@ export interface PackBenchRow {
   packMs: number;
   /** restorePack of the pack in memory (JavaScript inflate), best of N. */
   decodeMs: number;
-  /** The loader's unpack(bytes) (DecompressionStream for large streams), best of N. */
+  /** The loader's unpack(bytes) (in Node: zlib, large streams on the thread pool), best of N. */
   unpackMs: number;
   /** restorePackNode (Node's zlib: `prunepack unpack`), best of N. */
   nodeMs: number;

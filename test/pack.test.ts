@@ -21,7 +21,7 @@ import { rangeEncodeBytes } from '../src/pack/range-encoder.js';
 import { rangeDecodeBytes } from '../src/pack/range-coder.js';
 import { mulberry32 } from '../src/random.js';
 import { unpack, packTfjsHandler } from '../src/loaders/pack.js';
-import { restorePackAsync } from '../src/pack/restore-async.js';
+import { nativeInflater, nodeZlibInflater, restorePackAsync } from '../src/pack/restore-async.js';
 import { decodePpspInto, PPSP_DTYPE_CODES } from '../converters/tfjs/sparse-decode.js';
 import { decodeSparse, encodeSparse } from '../src/sparsity/codecs.js';
 import { main } from '../src/cli/main.js';
@@ -185,9 +185,23 @@ function chunkedFetch(bytes: Uint8Array, chunk: number) {
   });
 }
 
+/** Runs `fn` as a browser would: without process.getBuiltinModule, so the loader falls back to DecompressionStream. */
+async function withoutNodeZlib<T>(fn: () => Promise<T>): Promise<T> {
+  const p = process as { getBuiltinModule?: unknown };
+  const saved = p.getBuiltinModule;
+  p.getBuiltinModule = undefined;
+  try {
+    assert.equal(nodeZlibInflater(), undefined);
+    return await fn();
+  } finally {
+    p.getBuiltinModule = saved;
+  }
+}
+
 describe('restore paths agree (JavaScript inflate, DecompressionStream, Node zlib; bytes and streamed)', () => {
   it('every path restores the same files as the JavaScript one, for every case', async () => {
     assert.equal(typeof DecompressionStream, 'function', 'Node >= 18 has DecompressionStream: the native path is what runs here');
+    assert.ok(nodeZlibInflater(), 'Node >= 20.16 has process.getBuiltinModule: unpack uses zlib here');
     const noNative = { inflate: () => null };
     for (const c of cases.filter((x) => / 80%|original|short range/.test(x.label))) {
       // Small weights as PPSP blobs too (poolWeightBytes 0), so that the blob path runs on every case.
@@ -202,13 +216,15 @@ describe('restore paths agree (JavaScript inflate, DecompressionStream, Node zli
         };
         same(restorePack(bytes, { verify: 'full' }), 'verify full');
         same(restorePackNode(bytes), 'Node zlib');
-        same(await restorePackAsync(bytes), 'DecompressionStream');
+        same(await restorePackAsync(bytes, {}, undefined, { async: nativeInflater()! }), 'DecompressionStream');
         // Native threshold 0: DecompressionStream inflates every blob stream of these small models.
-        same(await restorePackAsync(bytes, {}, 0), 'DecompressionStream for every stream');
+        same(await restorePackAsync(bytes, {}, 0, { async: nativeInflater()! }), 'DecompressionStream for every stream');
+        same(await restorePackAsync(bytes, {}, 0, nodeZlibInflater()), 'Node zlib on the thread pool for every stream');
         same(await unpack(bytes), 'unpack(bytes)');
         for (const chunk of [997, 65536]) {
           same(await unpack('https://example.test/m.ppak', { fetch: chunkedFetch(bytes, chunk) }), `unpack(url), ${chunk}-byte chunks`);
           same(await unpack('https://example.test/m.ppak', { fetch: chunkedFetch(bytes, chunk), ...noNative }), `unpack(url) without native inflate, ${chunk}-byte chunks`);
+          same(await withoutNodeZlib(() => unpack('https://example.test/m.ppak', { fetch: chunkedFetch(bytes, chunk) })), `unpack(url) with DecompressionStream (as in a browser), ${chunk}-byte chunks`);
         }
       }
     }
@@ -277,8 +293,10 @@ describe('corrupt packs', () => {
           if (i >= dataStart && /weight|skeleton|pool|patch/.test(`${(error as PrunepackError).message} ${(error as PrunepackError).location}`)) named++;
           assert.throws(() => restorePack(b, { verify: 'full' }), isCorrupt, `${label}: verify full, flip ${mask} at byte ${i}`);
           assert.throws(() => restorePackNode(b), isCorrupt, `${label}: Node zlib, flip ${mask} at byte ${i}`);
-          await assert.rejects(restorePackAsync(b, {}, 0), isCorrupt, `${label}: DecompressionStream, flip ${mask} at byte ${i}`);
+          await assert.rejects(restorePackAsync(b, {}, 0, { async: nativeInflater()! }), isCorrupt, `${label}: DecompressionStream, flip ${mask} at byte ${i}`);
+          await assert.rejects(restorePackAsync(b, {}, 0), isCorrupt, `${label}: Node zlib (thread pool), flip ${mask} at byte ${i}`);
           if (i % 5 === 0) await assert.rejects(unpack('https://example.test/x', { fetch: chunkedFetch(b, 61) }), isCorrupt, `${label}: unpack(url), flip ${mask} at byte ${i}`);
+          if (i % 5 === 2) await assert.rejects(withoutNodeZlib(() => unpack('https://example.test/x', { fetch: chunkedFetch(b, 61) })), isCorrupt, `${label}: unpack(url) with DecompressionStream, flip ${mask} at byte ${i}`);
         }
       }
       const dataFlips = 2 * (small.length - dataStart);

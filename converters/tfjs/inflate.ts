@@ -20,15 +20,19 @@ const DISTANCE_EXTRA = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8,
 const CODE_LENGTH_ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 
 /**
- * A lookup table over the next `bits` input bits (LSB first). Entry: bits 0-3 bits consumed,
- * bit 4 set when two literals are decoded, bits 5-13 the first symbol, bits 14-21 the second
- * literal; 0: no code starts with these bits.
+ * A two-level lookup table over the next input bits (LSB first). The first level has
+ * `bits` = min(longest code, PRIMARY_BITS) bits (4 KiB: it stays in L1 cache, and a block's table
+ * is quick to build); a longer code's first-level entry links to a second-level table indexed by
+ * the code's remaining bits. Leaf entry (> 0): bits 0-3 the code length, bit 4 set when two
+ * literals are decoded, bits 5-13 the first symbol, bits 14-21 the second literal. Link entry
+ * (< 0): -(offset << 4 | second-level bits). 0: no code starts with these bits.
  */
 interface Table {
   entries: Int32Array;
   bits: number;
 }
 
+const PRIMARY_BITS = 10;
 const PAIR_SHARE = 0.75;
 
 /** Canonical codes of code lengths (RFC 1951, 3.2.2), bit-reversed for LSB-first streams. Shared with the writer (entropy.ts). */
@@ -54,39 +58,69 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
   const count = new Uint16Array(16);
   let longest = 0;
   for (const l of lengths) { if (l) { count[l]!++; if (l > longest) longest = l; } }
-  const bits = Math.max(1, longest);
-  const entries = new Int32Array(1 << bits);
-  if (longest === 0) return { entries, bits };
+  const bits = Math.max(1, Math.min(longest, PRIMARY_BITS));
+  const size = 1 << bits;
   let left = 1;
   for (let l = 1; l <= 15; l++) {
     left = (left << 1) - count[l]!;
     if (left < 0) throw new InflateError(`over-subscribed ${what} code`);
   }
   const codes = canonicalCodes(lengths);
+  // Second-level tables: one per first-level prefix of the longer codes, as wide as its longest code.
+  const widest = new Uint8Array(size);
+  for (let s = 0; s < lengths.length; s++) {
+    const l = lengths[s]!;
+    if (l > bits) { const i = codes[s]! & (size - 1); if (l > widest[i]!) widest[i] = l; }
+  }
+  let total = size;
+  const link = new Int32Array(size);
+  for (let i = 0; i < size; i++) {
+    if (widest[i]) { link[i] = total; total += 1 << (widest[i]! - bits); }
+  }
+  const entries = new Int32Array(total);
   for (let s = 0; s < lengths.length; s++) {
     const l = lengths[s]!;
     if (!l) continue;
     const entry = l | (s << 5);
-    for (let i = codes[s]!; i < entries.length; i += 1 << l) entries[i] = entry;
+    const code = codes[s]!;
+    if (l <= bits) {
+      for (let i = code; i < size; i += 1 << l) entries[i] = entry;
+    } else {
+      const prefix = code & (size - 1);
+      const width = widest[prefix]! - bits;
+      entries[prefix] = -((link[prefix]! << 4) | width);
+      for (let i = code >>> bits; i < 1 << width; i += 1 << (l - bits)) entries[link[prefix]! + i] = entry;
+    }
   }
-  if (pairs) {
+  // No two codes fit the first level when the shortest is longer than half of it (e.g. the
+  // planes of float values): then the pass is skipped.
+  let shortest = 0;
+  for (let l = 15; l > 0; l--) if (count[l]) shortest = l;
+  if (pairs && 2 * shortest <= bits) {
     const paired = entries.slice();
     let hits = 0;
-    for (let i = 0; i < entries.length; i++) {
+    for (let i = 0; i < size; i++) {
       const first = entries[i]!;
       const l1 = first & 15;
-      if (first === 0 || first >>> 5 >= 256) continue;
+      if (first <= 0 || first >>> 5 >= 256) continue;
       const second = entries[i >>> l1]!;
       const l2 = second & 15;
-      if (second === 0 || second >>> 5 >= 256 || l1 + l2 > bits) continue;
+      if (second <= 0 || second >>> 5 >= 256 || l1 + l2 > bits) continue;
       paired[i] = (l1 + l2) | 16 | ((first >>> 5) << 5) | ((second >>> 5) << 14);
       hits++;
     }
     // Every index is as likely as the code makes it, so `hits / size` is how often a lookup yields
     // two literals. Below PAIR_SHARE the branch between one and two mispredicts more than it saves.
-    if (hits >= entries.length * PAIR_SHARE) return { entries: paired, bits };
+    if (hits >= size * PAIR_SHARE) return { entries: paired, bits };
   }
   return { entries, bits };
+}
+
+/** The entry of a table for the bit window `w` (at least 15 valid bits): first level, then a link's second level. */
+function lookup(t: Int32Array, bits: number, w: number): number {
+  const e = t[w & ((1 << bits) - 1)]!;
+  if (e >= 0) return e;
+  return t[(-e >> 4) + ((w >>> bits) & ((1 << (-e & 15)) - 1))]!;
 }
 
 let fixedTables: { literals: Table; distances: Table } | null = null;
@@ -116,14 +150,16 @@ function bits(data: Uint8Array, pos: number, n: number): number {
 function decodeHuffmanBlock(data: Uint8Array, totalBits: number, pos: number, out: Uint8Array, op: number, literals: Table, distances: Table): [number, number] {
   const outLength = out.length;
   const lt = literals.entries;
-  const lmask = (1 << literals.bits) - 1;
+  const lbits = literals.bits;
+  const lmask = (1 << lbits) - 1;
   const dt = distances.entries;
-  const dmask = (1 << distances.bits) - 1;
   let p = pos;
   let o = op;
   for (;;) {
     const i = p >> 3;
-    const e = lt[((data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16)) >> (p & 7)) & lmask]!;
+    const w = (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16)) >> (p & 7);
+    let e = lt[w & lmask]!;
+    if (e < 0) e = lt[(-e >> 4) + ((w >>> lbits) & ((1 << (-e & 15)) - 1))]!;
     if (e === 0) throw new InflateError('invalid literal/length code');
     p += e & 15;
     if (p > totalBits) throw new InflateError('the stream ends early');
@@ -147,7 +183,7 @@ function decodeHuffmanBlock(data: Uint8Array, totalBits: number, pos: number, ou
     if (li >= 29) throw new InflateError('invalid length code');
     const length = LENGTH_BASE[li]! + bits(data, p, LENGTH_EXTRA[li]!);
     p += LENGTH_EXTRA[li]!;
-    const d = dt[bits(data, p, 15) & dmask]!;
+    const d = lookup(dt, distances.bits, bits(data, p, 15));
     if (d === 0) throw new InflateError('invalid distance code');
     p += d & 15;
     const di = d >> 5;
@@ -157,7 +193,8 @@ function decodeHuffmanBlock(data: Uint8Array, totalBits: number, pos: number, ou
     if (p > totalBits) throw new InflateError('the stream ends early');
     if (distance > o) throw new InflateError('a distance reaches before the start of the output');
     if (o + length > outLength) throw new InflateError('the stream inflates to more bytes than expected');
-    if (distance >= length) {
+    // Short copies byte by byte (a copyWithin call costs more than a few bytes); overlapping ones must.
+    if (length > 32 && distance >= length) {
       out.copyWithin(o, o - distance, o - distance + length);
       o += length;
     } else {
@@ -171,9 +208,11 @@ function decodeHuffmanBlock(data: Uint8Array, totalBits: number, pos: number, ou
  * the stream is invalid or would write more than `out.length` bytes.
  */
 export function inflateInto(input: Uint8Array, out: Uint8Array): number {
-  // Reads take a 24-bit window and may run up to 3 bytes past the end: typed arrays give
-  // undefined there, which the bit operations treat as 0 (and positions past the end are refused).
-  const data = input;
+  // Reads take a 24-bit window and may run up to 3 bytes past the end: a copy with zero bytes
+  // after the end keeps every read in bounds (an out-of-bounds read makes V8 compile the loop
+  // for `undefined`, ~25% slower); positions past the end are refused.
+  const data = new Uint8Array(input.length + 4);
+  data.set(input);
   const totalBits = input.length * 8;
   let pos = 0;
   let op = 0;

@@ -263,13 +263,9 @@ export function decodePpspInto(blob: Uint8Array, expect: PpspExpectation, out: U
   if (flags & FILL_TABLE) fill(blob, fillAt, fillAxis, fillCount, width, shape, target);
   else if (!(options.zeroed && target === out)) target.fill(0);
   const grid = { rows, cols, outer, inner, r, c, blockRows, blockCols, stored, perElement };
-  const elementBitmap = !bcsr && outer === 1 && r === 1 && c === 1;
-  if (flags & VALUES_SHUFFLE && elementBitmap && (width === 2 || width === 4)) {
-    // The common case (one bit per element, shuffled values) reads the byte planes directly.
-    checkBitmap(index, grid, where);
-    expandShuffled(index, values, width, target, grid.blockRows * grid.blockCols);
-  } else if (flags & VALUES_SHUFFLE && !bcsr && outer === 1 && width === 4) {
-    // Blocks of float32 (or 32-bit) values: the byte planes straight into the blocks.
+  if (flags & VALUES_SHUFFLE && !bcsr && outer === 1 && width === 4) {
+    // The common case: bitmaps of float32 (or 32-bit) elements or blocks, shuffled values: the
+    // byte planes straight into the elements or blocks.
     checkBitmap(index, grid, where);
     expandShuffledBlocks(index, values, target, grid);
   } else {
@@ -418,51 +414,8 @@ function checkBitmap(bits: Uint8Array, g: Grid, where: string): void {
   }
 }
 
-/** One bit per element, values byte-shuffled (width 2 or 4): element p's byte j is planes[j * n + p]. */
-function expandShuffled(bits: Uint8Array, planes: Uint8Array, width: number, target: Uint8Array, count: number): void {
-  const n = planes.length / width;
-  const full = count >>> 5;
-  let p = 0;
-  if (width === 4) {
-    const dst = new Uint32Array(target.buffer, target.byteOffset, target.length >>> 2);
-    const p0 = planes.subarray(0, n);
-    const p1 = planes.subarray(n, 2 * n);
-    const p2 = planes.subarray(2 * n, 3 * n);
-    const p3 = planes.subarray(3 * n, 4 * n);
-    const words = bits.byteOffset % 4 === 0 ? new Uint32Array(bits.buffer, bits.byteOffset, full) : null;
-    for (let w = 0, base = 0; w < full; w++, base += 32) {
-      const i = 4 * w;
-      let word = words ? words[w]! : bits[i]! | (bits[i + 1]! << 8) | (bits[i + 2]! << 16) | (bits[i + 3]! << 24);
-      while (word !== 0) {
-        const low = word & -word;
-        dst[base + 31 - Math.clz32(low)] = p0[p]! | (p1[p]! << 8) | (p2[p]! << 16) | (p3[p]! << 24);
-        p++;
-        word ^= low;
-      }
-    }
-    for (let k = full * 32; k < count; k++) {
-      if ((bits[k >>> 3]! >>> (k & 7)) & 1) { dst[k] = p0[p]! | (p1[p]! << 8) | (p2[p]! << 16) | (p3[p]! << 24); p++; }
-    }
-    return;
-  }
-  const dst = new Uint16Array(target.buffer, target.byteOffset, target.length >>> 1);
-  for (let w = 0, base = 0; w < full; w++, base += 32) {
-    const i = 4 * w;
-    let word = bits[i]! | (bits[i + 1]! << 8) | (bits[i + 2]! << 16) | (bits[i + 3]! << 24);
-    while (word !== 0) {
-      const low = word & -word;
-      dst[base + 31 - Math.clz32(low)] = planes[p]! | (planes[n + p]! << 8);
-      p++;
-      word ^= low;
-    }
-  }
-  for (let k = full * 32; k < count; k++) {
-    if ((bits[k >>> 3]! >>> (k & 7)) & 1) { dst[k] = planes[p]! | (planes[n + p]! << 8); p++; }
-  }
-}
-
 /**
- * Block bitmap (outer = 1), 4-byte elements, byte-shuffled values: stored block s's element e
+ * Bitmap (outer = 1) of elements or blocks, 4-byte elements, byte-shuffled values: stored block s's element e
  * (row-major in the block) is value q = s * r * c + e, byte j of it at planes[j * n + q].
  */
 function expandShuffledBlocks(bits: Uint8Array, planes: Uint8Array, target: Uint8Array, g: Grid): void {
@@ -474,6 +427,7 @@ function expandShuffledBlocks(bits: Uint8Array, planes: Uint8Array, target: Uint
   const dst = new Uint32Array(target.buffer, target.byteOffset, target.length >>> 2);
   const { r, c, cols, blockCols } = g;
   const count = g.blockRows * blockCols;
+  const one = r === 1 && c === 1;
   let q = 0;
   for (let base = 0; base < count; base += 32) {
     const i = base >>> 3;
@@ -484,6 +438,11 @@ function expandShuffledBlocks(bits: Uint8Array, planes: Uint8Array, target: Uint
       const low = word & -word;
       word ^= low;
       const k = base + 31 - Math.clz32(low);
+      if (one) {
+        dst[k] = p0[q]! | (p1[q]! << 8) | (p2[q]! << 16) | (p3[q]! << 24);
+        q++;
+        continue;
+      }
       const br = (k / blockCols) | 0;
       let to = br * r * cols + (k - br * blockCols) * c;
       if (c === 1) {

@@ -9,13 +9,13 @@
  * Browser-safe and small: its import graph is src/pack/ (format.ts, restore-async.ts, pool.ts,
  * range-coder.ts, varint.ts), the decode-only PPSP reader (converters/tfjs/sparse-decode.ts,
  * inflate.ts), errors.ts, TF.js manifest decoding, and fflate. No node: imports. Large streams are
- * inflated by the platform's DecompressionStream('deflate-raw') where there is one
- * (src/pack/restore-async.ts). A URL is fetched as a stream and each section (a file's skeleton,
+ * inflated natively where the platform can (src/pack/restore-async.ts): Node's zlib, found at run
+ * time; DecompressionStream('deflate-raw') in browsers, in a worker for large packs. A URL is fetched as a stream and each section (a file's skeleton,
  * then one weight at a time) is decoded as soon as its bytes have arrived.
  */
 import { PrunepackError } from '../errors.js';
 import { PackRestorer, PACK_HEADER_BYTES, type RestoredPack, type RestoreOptions } from '../pack/format.js';
-import { asyncPackRestorer, nativeInflater, restorePackAsync, type PackFeeder } from '../pack/restore-async.js';
+import { asyncPackRestorer, platformInflater, restorePackAsync, type PackFeeder } from '../pack/restore-async.js';
 import { decodeTfjsArtifacts, type TfjsLoadHandler, type TfjsModelArtifacts } from '../../converters/tfjs/loader.js';
 import { parseModelJson } from '../../converters/tfjs/manifest.js';
 
@@ -54,8 +54,16 @@ export async function unpack(source: Uint8Array | ArrayBuffer | string | URL, op
   if (!response.ok) throw new PrunepackError('IO', `cannot fetch ${url}: HTTP ${response.status}`, { location: url });
   const reader = response.body?.getReader();
   if (!reader) return restorePackAsync(new Uint8Array(await response.arrayBuffer()), options);
-  const inflateAsync = options.inflate ? null : nativeInflater();
-  const restorer: PackFeeder = inflateAsync ? asyncPackRestorer(options, inflateAsync) : new PackRestorer(options);
+  const native = options.inflate ? null : platformInflater();
+  try {
+    return await restoreStream(reader, native ? asyncPackRestorer(options, native.async, false, undefined, native.sync) : new PackRestorer(options));
+  } finally {
+    native?.end?.();
+  }
+}
+
+/** Feeds the restorer the response's chunks as they arrive. */
+async function restoreStream(reader: { read(): Promise<{ done: boolean; value?: Uint8Array }> }, restorer: PackFeeder): Promise<RestoredPack> {
   let buffer = new Uint8Array(64 * 1024);
   let have = 0;
   for (;;) {
