@@ -2,12 +2,12 @@
  * A small pool of worker threads running named tasks (types.ts) from registered modules. Node-only.
  *
  * - Byte arrays backed by a SharedArrayBuffer reach the worker as views of the same memory (no
- *   copy); other byte arrays are copied once (only their own bytes, never the whole buffer they
+ *   copy); other byte arrays are copied once into shared memory (only their own bytes, never the whole buffer they
  *   are a view of). Byte arrays in a result are copied back, or transferred when they are large
  *   (worker.ts says why).
  * - Tasks are handed out largest input first (tasks submitted in the same tick are ordered
- *   together), one per worker at a time; with `mainThread` this thread runs tasks too and each
- *   worker holds one more in reserve. Results resolve per task, so callers that need a
+ *   together), one per worker at a time and one more in reserve while the queue is long; with
+ *   `mainThread` this thread runs tasks too. Results resolve per task, so callers that need a
  *   deterministic output order keep their own order (e.g. Promise.all).
  * - Results: return fresh arrays (large ones are transferred, i.e. detached in the worker).
  * - Idle workers do not keep the process alive; `close()` ends them.
@@ -131,9 +131,10 @@ export class WorkerPool implements TaskRunner {
 
   private dispatch(): void {
     if (this.failure) return;
-    // One task each first, then (with this thread working) a second one in reserve per worker
-    // while the queue holds more than one task per thread.
-    for (const depth of this.mainThread ? [1, 2] : [1]) {
+    // One task each first, then a second one in reserve per worker while the queue holds more
+    // than one task per thread: a worker never waits for this thread (busy with its own task, a
+    // result or a collection) to hand it the next one.
+    for (const depth of [1, 2]) {
       for (const slot of this.slots) {
         if (slot.busy.size >= depth || !this.queue.length) continue;
         if (depth > 1 && this.queue.length <= this.size) continue;
@@ -146,9 +147,7 @@ export class WorkerPool implements TaskRunner {
   private send(slot: Slot, next: Pending): void {
     slot.busy.set(next.id, next);
     slot.worker.ref();
-    const bytes = next.input.bytes.map(shareOrCopy);
-    const transfer = bytes.filter((b, i) => b !== next.input.bytes[i]).map((b) => b.buffer as ArrayBuffer);
-    slot.worker.postMessage({ id: next.id, task: next.task, bytes, params: next.input.params }, transfer);
+    slot.worker.postMessage({ id: next.id, task: next.task, bytes: next.input.bytes.map(shareOrCopy), params: next.input.params });
   }
 
   /** Runs a task in this thread in its own macrotask, so that worker replies are taken between two tasks. */
@@ -229,9 +228,16 @@ export async function closeSharedPools(): Promise<void> {
   await Promise.all(pools.map((p) => p.close()));
 }
 
-/** A view of shared memory as is; anything else copied into its own buffer (transferred to the worker). */
+/**
+ * A view of shared memory as is; anything else copied once into shared memory of its own size
+ * (not sliced and transferred: detaching a buffer would slow this thread's typed-array code for
+ * good, see worker.ts).
+ */
 function shareOrCopy(bytes: Uint8Array): Uint8Array {
-  return bytes.buffer instanceof SharedArrayBuffer ? bytes : bytes.slice();
+  if (bytes.buffer instanceof SharedArrayBuffer) return bytes;
+  const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  shared.set(bytes);
+  return shared;
 }
 
 export interface SerializedError {

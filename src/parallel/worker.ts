@@ -4,11 +4,14 @@
  *
  * Byte arrays in a result are copied back (structured clone) unless they add up to more than
  * `transferMinBytes` (PoolOptions; 64 MiB by default), then transferred. Transferring looks free
- * but is not: the worker's next result then needs fresh memory while the transferred one lives
- * on in the calling thread, and every task of the TFLite encode ran ~25% slower in a worker than
- * the same task in the main thread (user time, not page faults); copied, they run at the same
- * speed, and the copy (the encoded values, ~1/5 of the weight at 80% zeros) costs ~1% of the
- * task. Results above the limit are transferred, so that a huge one is never held twice.
+ * but is not: detaching one ArrayBuffer invalidates V8's ArrayBufferDetaching protector for the
+ * whole thread, for good, and from then on its optimized typed-array code checks for detached
+ * buffers on every access. Every TFLite encode task ran ~25-30% slower in a worker that had
+ * transferred one result (the same slowdown appears in any thread after detaching a single 8-byte
+ * buffer; `node --trace-protector-invalidation` shows it). Copied, worker tasks run as fast as in
+ * the main thread, and the copy (the encoded values, ~1/5 of the weight at 80% zeros) costs ~1% of
+ * the task. Results above the limit are still transferred, so that a huge one is never held two or
+ * three times while it is cloned: that worker is slower afterwards.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { serializeError, type WorkerReply } from './pool.js';
