@@ -22,7 +22,7 @@ import { tfliteDocumentOf } from '../converters/tflite/index.js';
 import { createRuntimeCheck, sparsifyTflite, sparsifyTfliteAsync, type SparsifyOptions } from '../converters/tflite/sparse-write.js';
 import { ANALYZE_TASK, ENCODE_TASK, analyzeWeight, type WeightSpec } from '../converters/tflite/sparse-weight.js';
 import { blockMask, makeZeroMask, maxCoordinates, prefixCounts } from '../converters/tflite/zero-mask.js';
-import { closeSharedPools, sharedPool, WorkerPool } from '../src/parallel/pool.js';
+import { closeSharedPools, SHARED_POOL_IDLE_MS, sharedPool, WorkerPool } from '../src/parallel/pool.js';
 import { PrunepackError } from '../src/errors.js';
 import { openModel, pruneModel, readModel } from '../src/index.js';
 import { readModelSource } from '../src/io/files.js';
@@ -211,7 +211,14 @@ describe('worker pool: results and the shared pool', () => {
     }
     const after = sharedPool(options);
     try {
-      assert.equal((await where(after)).size, 2, 'closeSharedPools ended them; a new pool starts on demand');
+      const started = await where(after);
+      assert.equal(started.size, 2, 'closeSharedPools ended them; a new pool starts on demand');
+      assert.deepEqual([...(await where(after))].sort(), [...started].sort(), 'busy: the same workers');
+      // Idle for longer than SHARED_POOL_IDLE_MS: closed; the same runner then starts new workers.
+      await new Promise((r) => setTimeout(r, SHARED_POOL_IDLE_MS + 400));
+      const later = await where(after);
+      assert.equal(later.size, 2);
+      assert.ok([...later].every((t) => !started.has(t)), `an idle pool is closed (${[...started]} then ${[...later]})`);
     } finally {
       await closeSharedPools();
     }

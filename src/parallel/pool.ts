@@ -193,39 +193,71 @@ export class WorkerPool implements TaskRunner {
   }
 }
 
-const sharedPools = new Map<string, WorkerPool>();
+interface SharedEntry {
+  pool: WorkerPool;
+  /** Tasks submitted through sharedPool runners and not settled yet. */
+  active: number;
+  idleTimer: ReturnType<typeof setTimeout> | null;
+}
+
+const sharedPools = new Map<string, SharedEntry>();
+
+/** A shared pool idle this long (no task of any caller running or waiting) is closed. */
+export const SHARED_POOL_IDLE_MS = 2000;
 
 /**
- * A pool kept for the life of the process, one per set of options: its
- * workers start once and stay warm (their code compiled, their scratch buffers allocated) for the
- * next call, as a pipeline converting model after model wants. Idle workers do not keep the
- * process alive. `close()` on the returned runner leaves the pool running (closeSharedPools ends
- * every one); a pool whose worker failed is replaced on the next call.
+ * A pool shared by every caller with the same options: its workers start once and stay warm
+ * (their code compiled, their scratch buffers allocated) from one call to the next, as a pipeline
+ * converting model after model wants. Idle workers do not keep the process alive; a pool idle for
+ * SHARED_POOL_IDLE_MS is closed (workers keep the shared memory of the inputs they saw alive until
+ * their next garbage collection, so an idle pool must not outlive its callers for long), and the
+ * next task starts a new one. `close()` on the returned runner does nothing (closeSharedPools ends
+ * every pool now); a pool whose worker failed is replaced on the next task.
  *
  * Why: a worker needs 55-65 ms to start and runs its first tasks with cold code, which a single
- * call pays in full (the TFLite encode stage of a 1 GB model with 2 threads was ~10% slower with
- * a pool made per call than with a warm one).
+ * call pays in full (the TFLite encode stage of a 1 GB model with 2 workers: 1.5x faster than one
+ * thread with workers started for the call, 1.7-1.8x with warm ones).
  */
 export function sharedPool(options: PoolOptions): TaskRunner {
   const key = JSON.stringify([options.modules.map((m) => String(m)), options.size, options.mainThread ?? false, options.transferMinBytes ?? TRANSFER_MIN_BYTES]);
-  let pool = sharedPools.get(key);
-  if (!pool || pool.failed) {
-    pool = new WorkerPool(options);
-    sharedPools.set(key, pool);
-  }
-  const runner = pool;
+  const acquire = (): SharedEntry => {
+    let entry = sharedPools.get(key);
+    if (!entry || entry.pool.failed) {
+      entry = { pool: new WorkerPool(options), active: 0, idleTimer: null };
+      sharedPools.set(key, entry);
+    }
+    return entry;
+  };
+  const size = acquire().pool.size;
   return {
-    size: runner.size,
-    run: (task, input) => runner.run(task, input),
-    async close() { /* shared: stays for the next caller */ },
+    size,
+    run<T>(task: string, input: TaskInput): Promise<T> {
+      const entry = acquire();
+      entry.active++;
+      if (entry.idleTimer) { clearTimeout(entry.idleTimer); entry.idleTimer = null; }
+      const settled = () => {
+        if (--entry.active > 0 || sharedPools.get(key) !== entry) return;
+        entry.idleTimer = setTimeout(() => {
+          if (entry.active > 0 || sharedPools.get(key) !== entry) return;
+          sharedPools.delete(key);
+          void entry.pool.close();
+        }, SHARED_POOL_IDLE_MS);
+        entry.idleTimer.unref();
+      };
+      const result = entry.pool.run<T>(task, input);
+      result.then(settled, settled);
+      return result;
+    },
+    async close() { /* shared: stays for the next caller until it is idle */ },
   };
 }
 
-/** Ends every pool made by sharedPool (e.g. before a long idle period, or in tests). */
+/** Ends every pool made by sharedPool now (e.g. in tests). */
 export async function closeSharedPools(): Promise<void> {
-  const pools = [...sharedPools.values()];
+  const entries = [...sharedPools.values()];
   sharedPools.clear();
-  await Promise.all(pools.map((p) => p.close()));
+  for (const e of entries) if (e.idleTimer) clearTimeout(e.idleTimer);
+  await Promise.all(entries.map((e) => e.pool.close()));
 }
 
 /**
