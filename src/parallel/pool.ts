@@ -220,11 +220,20 @@ export const SHARED_POOL_IDLE_MS = 2000;
  */
 export function sharedPool(options: PoolOptions): TaskRunner {
   const key = JSON.stringify([options.modules.map((m) => String(m)), options.size, options.mainThread ?? false, options.transferMinBytes ?? TRANSFER_MIN_BYTES]);
+  const scheduleClose = (entry: SharedEntry) => {
+    entry.idleTimer = setTimeout(() => {
+      if (entry.active > 0 || sharedPools.get(key) !== entry) return;
+      sharedPools.delete(key);
+      void entry.pool.close();
+    }, SHARED_POOL_IDLE_MS);
+    entry.idleTimer.unref();
+  };
   const acquire = (): SharedEntry => {
     let entry = sharedPools.get(key);
     if (!entry || entry.pool.failed) {
       entry = { pool: new WorkerPool(options), active: 0, idleTimer: null };
       sharedPools.set(key, entry);
+      scheduleClose(entry); // a pool started ahead (prestart) and never used closes too
     }
     return entry;
   };
@@ -236,13 +245,7 @@ export function sharedPool(options: PoolOptions): TaskRunner {
       entry.active++;
       if (entry.idleTimer) { clearTimeout(entry.idleTimer); entry.idleTimer = null; }
       const settled = () => {
-        if (--entry.active > 0 || sharedPools.get(key) !== entry) return;
-        entry.idleTimer = setTimeout(() => {
-          if (entry.active > 0 || sharedPools.get(key) !== entry) return;
-          sharedPools.delete(key);
-          void entry.pool.close();
-        }, SHARED_POOL_IDLE_MS);
-        entry.idleTimer.unref();
+        if (--entry.active === 0 && sharedPools.get(key) === entry) scheduleClose(entry);
       };
       const result = entry.pool.run<T>(task, input);
       result.then(settled, settled);
