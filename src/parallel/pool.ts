@@ -2,9 +2,9 @@
  * A small pool of worker threads running named tasks (types.ts) from registered modules. Node-only.
  *
  * - Byte arrays backed by a SharedArrayBuffer reach the worker as views of the same memory (no
- *   copy); other byte arrays are copied once into shared memory (only their own bytes, never the whole buffer they
- *   are a view of). Byte arrays in a result are copied back, or transferred when they are large
- *   (worker.ts says why).
+ *   copy); other byte arrays are copied once into shared memory (only their own bytes, never the
+ *   whole buffer they are a view of). Byte arrays in a result are copied back, or transferred when
+ *   they are large (worker.ts says why).
  * - Tasks are handed out largest input first (tasks submitted in the same tick are ordered
  *   together), one per worker at a time and one more in reserve while the queue is long; with
  *   `mainThread` this thread runs tasks too. Results resolve per task, so callers that need a
@@ -26,8 +26,8 @@ export interface PoolOptions {
   modules: ReadonlyArray<URL | string>;
   /**
    * This thread runs tasks too, as one of the `size` threads (so `size - 1` workers): between two
-   * of its tasks it hands out work and takes results, and each worker then holds a second task in
-   * reserve (while the queue is long) so that it never waits for this thread to finish one.
+   * of its tasks it hands out work and takes results (each worker's task in reserve keeps it busy
+   * meanwhile).
    */
   mainThread?: boolean;
   /**
