@@ -483,22 +483,22 @@ function lastStored(bits: BitView, mask: number, offset: number, units: number, 
 }
 
 /**
- * Writes the stored units of one row at positions k..end-1 (end - k of them, counted before).
- * Every unit is written at position k and k advances only past a stored one, so the next unit
- * overwrites a zero; the loop ends at the row's last stored unit, so nothing is written past end.
+ * One row: its `units` units from dense offset `offset`, each written at the cursor k (index and
+ * values; b elements per unit), k moving past a unit only when it holds a nonzero, so the next
+ * unit overwrites a zero one. Stops at `end` (arrays of the exact size) or after the row. Returns k.
  */
-function fillRow(bits: BitView, mask: number, offset: number, step: number, b: number, bStride: number,
-  indices: IndexVector, values: BitView, k: number, end: number): void {
+function fillRow(bits: BitView, mask: number, offset: number, units: number, step: number, b: number, bStride: number,
+  indices: IndexVector, values: BitView, k: number, end: number): number {
   if (b === 1) {
-    for (let j = 0, o = offset; k < end; j++, o += step) {
+    for (let j = 0, o = offset; j < units && k < end; j++, o += step) {
       const x = bits[o]!;
       indices[k] = j;
       values[k] = x;
       k += (-(x & mask)) >>> 31;
     }
-    return;
+    return k;
   }
-  for (let j = 0, o = offset; k < end; j++, o += step) {
+  for (let j = 0, o = offset; j < units && k < end; j++, o += step) {
     let any = 0;
     for (let e = 0, p = o, q = k * b; e < b; e++, p += bStride, q++) {
       const x = bits[p]!;
@@ -508,6 +508,7 @@ function fillRow(bits: BitView, mask: number, offset: number, step: number, b: n
     indices[k] = j;
     k += (-(any & mask)) >>> 31;
   }
+  return k;
 }
 
 /**
@@ -572,36 +573,14 @@ function copyInto(dst: BitView, src: BitView, length: number): void {
 }
 
 /**
- * One pass over every row: each unit is written at the cursor k (index and values), and k moves
- * past it only when it holds a nonzero, so the next unit overwrites a zero one (the arrays hold
- * every unit plus one). Sets segments[r + 1] and returns the number of stored units.
+ * One pass over every row into arrays that hold every unit plus one (fillRow, never stopping
+ * early). Sets segments[r + 1] and returns the number of stored units.
  */
 function fillRows(bits: BitView, mask: number, offsets: Int32Array, rows: number, units: number, step: number, b: number, bStride: number,
   indices: Int32Array, values: BitView, segments: Int32Array): number {
   let k = 0;
-  if (b === 1) {
-    for (let r = 0; r < rows; r++) {
-      for (let j = 0, o = offsets[r]!; j < units; j++, o += step) {
-        const x = bits[o]!;
-        indices[k] = j;
-        values[k] = x;
-        k += (-(x & mask)) >>> 31;
-      }
-      segments[r + 1] = k;
-    }
-    return k;
-  }
   for (let r = 0; r < rows; r++) {
-    for (let j = 0, o = offsets[r]!; j < units; j++, o += step) {
-      let any = 0;
-      for (let e = 0, p = o, q = k * b; e < b; e++, p += bStride, q++) {
-        const x = bits[p]!;
-        values[q] = x;
-        any |= x;
-      }
-      indices[k] = j;
-      k += (-(any & mask)) >>> 31;
-    }
+    k = fillRow(bits, mask, offsets[r]!, units, step, b, bStride, indices, values, k, 0x7fffffff);
     segments[r + 1] = k;
   }
   return k;
@@ -663,7 +642,7 @@ function lastLevelCsr<T extends NumericArray>(dense: T, bits: BitView, mask: num
     values = allocateLike(dense, total * b);
     const valueBits = sameBits(bits, values);
     for (let r = 0; r < rows; r++) {
-      fillRow(bits, mask, offsets[r]!, step, b, bStride, indices, valueBits, segments[r]!, segments[r + 1]!);
+      fillRow(bits, mask, offsets[r]!, units, step, b, bStride, indices, valueBits, segments[r]!, segments[r + 1]!);
     }
   }
 
