@@ -226,8 +226,9 @@ let wordNegativeZeros = 0;
  * A function of its own with nothing after the loop but a return: V8 compiles a long loop
  * on-stack (OSR) while the code after it has never run, and code there without type feedback
  * (the tail loop, the result object) made the cached OSR code bail out at the end of every call
- * in worker threads, which then ran each weight's mask partly in the interpreter (~25% of the
- * mask's time; seen with --trace-deopt).
+ * in worker threads (64 deopts per 64 weights with --trace-deopt; removing them did not change
+ * the timings measurably: the slowdown in workers then was the detached-buffer one, see
+ * src/parallel/worker.ts).
  */
 function maskFloat32Words(v: Int32Array, m: Int32Array, words: number): number {
   let nonzeros = 0;
