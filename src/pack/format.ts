@@ -1,6 +1,6 @@
 /**
  * prunepack pack file ("PPAK"), version 2: the byte layout, its parser and the restoring decoder.
- * Browser-safe and decode-only (fflate's inflate, converters/tfjs/sparse-decode.ts, ./pool.ts,
+ * Browser-safe and decode-only (converters/tfjs/inflate.ts, converters/tfjs/sparse-decode.ts, ./pool.ts,
  * errors.ts). The layout is documented in docs/pack-format.md; change both together.
  *
  *   header (40 bytes) | index (raw DEFLATE, I bytes) | u32 CRC-32 of the stored index | data
@@ -14,7 +14,6 @@
  * its weights and decode each blob in place. Every restored weight and skeleton is checked
  * against its CRC-32, and the stored data against one CRC-32.
  */
-import { inflateSync } from 'fflate';
 import { PrunepackError } from '../errors.js';
 import { crc32 as portableCrc32, decodePpspInto, releaseScratch, type RawInflate } from '../../converters/tfjs/sparse-decode.js';
 import { decodePool, inflateExact, type PoolTarget } from './pool.js';
@@ -273,7 +272,7 @@ export function applyPatch(stored: Uint8Array, out: Uint8Array, elementBytes: nu
   const elements = out.length / elementBytes;
   // Bound before inflating: a count varint, then at most `elements` positions and element bytes.
   const bound = 8 + elements * (8 + elementBytes);
-  const raw = inflateBounded(stored, bound, where);
+  const raw = inflateExact(stored, bound, where, undefined, true);
   const r = new ByteReader(raw, where);
   const count = r.varint();
   if (count > elements) throw corrupt('patch has more entries than the weight has elements', where, `<= ${elements}`, String(count));
@@ -288,18 +287,6 @@ export function applyPatch(stored: Uint8Array, out: Uint8Array, elementBytes: nu
   }
   if (r.remaining !== count * elementBytes) throw corrupt('patch values have the wrong length', where, String(count * elementBytes), String(r.remaining));
   for (let i = 0; i < count; i++) out.set(r.take(elementBytes), positions[i]! * elementBytes);
-}
-
-function inflateBounded(stored: Uint8Array, bound: number, where: string): Uint8Array {
-  const out = new Uint8Array(bound + 1);
-  let got: Uint8Array;
-  try {
-    got = inflateSync(stored, { out });
-  } catch (e) {
-    throw corrupt(`${where} is not valid DEFLATE data (${(e as Error).message})`, where, undefined, undefined, e);
-  }
-  if (got.length > bound) throw corrupt(`${where} inflates past its bound`, where, `<= ${bound} bytes`, 'more');
-  return got;
 }
 
 // ---------------------------------------------------------------------------------------------

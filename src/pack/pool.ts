@@ -4,11 +4,11 @@
  * that they share entropy-coder statistics instead of paying a blob header and DEFLATE tables
  * each. Decode side; the encoder is ./pool-encode.ts. Browser-safe.
  */
-import { inflateSync } from 'fflate';
 import { PrunepackError } from '../errors.js';
 import { rangeDecodeBytes } from './range-coder.js';
 import { ByteReader } from './varint.js';
 import type { RawInflate } from '../../converters/tfjs/sparse-decode.js';
+import { inflateInto } from '../../converters/tfjs/inflate.js';
 
 export const CODING_STORED = 0;
 export const CODING_DEFLATE = 1;
@@ -29,26 +29,31 @@ export interface PoolTarget {
   where: string;
 }
 
-/** Raw DEFLATE that must inflate to exactly `raw` bytes (one spare byte shows an over-long stream). */
-export function inflateExact(stored: Uint8Array, raw: number, where: string, inflate?: RawInflate): Uint8Array {
+/**
+ * Raw DEFLATE that must inflate to exactly `raw` bytes: `inflate` when given (one spare byte
+ * shows an over-long stream), else the loader's own decoder into `raw + 1` bytes (`bound`: the
+ * stream may be shorter, up to `raw` bytes).
+ */
+export function inflateExact(stored: Uint8Array, raw: number, where: string, inflate?: RawInflate, bound = false): Uint8Array {
   let got: Uint8Array | null = null;
   try {
-    got = inflate ? inflate(stored, raw) : null;
-    if (got) {
-      if (got.length === raw) return got;
-    } else {
-      const out = new Uint8Array(raw + 1);
-      got = inflateSync(stored, { out });
-      if (got.length === raw) return out.subarray(0, raw);
+    got = inflate?.(stored, raw) ?? null;
+    if (!got) {
+      got = new Uint8Array(raw + 1);
+      got = got.subarray(0, inflateInto(stored, got));
     }
   } catch (e) {
-    throw new PrunepackError('CORRUPT', `${where} is not valid DEFLATE data (${(e as Error).message})`, {
-      format: 'prunepack pack', location: where, expected: 'a raw DEFLATE stream', found: `${stored.length} undecodable bytes`, cause: e,
-    });
+    if (!/more bytes than expected/.test((e as Error).message)) {
+      throw new PrunepackError('CORRUPT', `${where} is not valid DEFLATE data (${(e as Error).message})`, {
+        format: 'prunepack pack', location: where, expected: 'a raw DEFLATE stream', found: `${stored.length} undecodable bytes`, cause: e,
+      });
+    }
+    got = null;
   }
-  const length = got?.length ?? 0;
+  const length = got?.length ?? raw + 1;
+  if (length === raw || (bound && length < raw)) return got!;
   throw new PrunepackError('CORRUPT', `${where} inflates to the wrong length`, {
-    format: 'prunepack pack', location: where, expected: `${raw} bytes`, found: length > raw ? `more than ${raw}` : `${length}`,
+    format: 'prunepack pack', location: where, expected: `${bound ? '<= ' : ''}${raw} bytes`, found: length > raw ? `more than ${raw}` : `${length}`,
   });
 }
 
