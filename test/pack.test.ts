@@ -15,7 +15,8 @@ import { nodeInflate, packModelFile, packSize, restorePackNode, unpackToDisk, wr
 import { restorePack, readPackIndex, PACK_HEADER_BYTES } from '../src/pack/format.js';
 import { crc32 } from '../src/sparsity/codecs.js';
 import { buildPack } from '../src/pack/write.js';
-import { encodePool } from '../src/pack/pool-encode.js';
+import { encodePool, RANGE_MAX_SHARE } from '../src/pack/pool-encode.js';
+import { ByteReader } from '../src/pack/varint.js';
 import { decodePool, inflateExact } from '../src/pack/pool.js';
 import { rangeEncodeBytes } from '../src/pack/range-encoder.js';
 import { rangeDecodeBytes } from '../src/pack/range-coder.js';
@@ -379,6 +380,43 @@ describe('pool and range coder', () => {
         assert.ok(isCorrupt(e), `flip at ${i}: ${(e as Error).message}`);
       }
     }
+  });
+
+  it('the slow range coder is chosen only where it saves at least 1 - RANGE_MAX_SHARE of stored/DEFLATE', () => {
+    // One dense float32 weight: exponents of few values (its top plane shrinks a lot), the plane
+    // below from 200 of 256 byte values (range coding saves ~4%, less than the 8% it must save),
+    // the two low planes random.
+    const n = 20000;
+    const bytes = new Uint8Array(4 * n);
+    for (let k = 0; k < n; k++) {
+      bytes[4 * k] = Math.floor(random() * 256);
+      bytes[4 * k + 1] = Math.floor(random() * 256);
+      bytes[4 * k + 2] = Math.floor(random() * 200);
+      bytes[4 * k + 3] = 0x3c + (random() < 0.9 ? 0 : 1);
+    }
+    const pool = encodePool([{ width: 4, bytes }], 9);
+    const r = new ByteReader(pool, 'pool');
+    const streams: { coding: number; raw: number; stored: number; payload: Uint8Array }[] = [];
+    while (r.remaining > 0) {
+      const coding = r.u8();
+      const raw = r.varint();
+      const stored = r.varint();
+      streams.push({ coding, raw, stored, payload: r.take(stored) });
+    }
+    // modes, mask (empty: the weight is dense), planes 3, 2, 1, 0.
+    assert.equal(streams.length, 6);
+    const [top, below] = [streams[2]!, streams[3]!];
+    assert.equal(top.coding, 2, 'the exponent plane is range-coded');
+    assert.ok(top.stored < top.raw / 4, `${top.stored} of ${top.raw}`);
+    assert.notEqual(below.coding, 2);
+    assert.notEqual(below.coding, 3);
+    const plane = Uint8Array.from({ length: n }, (_, k) => bytes[4 * k + 2]!);
+    const ranged = rangeEncodeBytes(plane, null).length;
+    assert.ok(ranged < n, `range coding alone would have saved bytes: ${ranged} < ${n}`);
+    assert.ok(ranged > below.stored * RANGE_MAX_SHARE, `but less than the share: ${ranged} vs ${below.stored}`);
+    const targets = [{ out: new Uint8Array(bytes.length), width: 4, where: 'w' }];
+    decodePool(pool, targets);
+    assert.deepEqual(targets[0]!.out, bytes);
   });
 
   it('a version 1 pack is UNSUPPORTED with a hint', () => {
