@@ -384,14 +384,14 @@ describe('pool and range coder', () => {
 
   it('the slow range coder is chosen only where it saves at least 1 - RANGE_MAX_SHARE of stored/DEFLATE', () => {
     // One dense float32 weight: exponents of few values (its top plane shrinks a lot), the plane
-    // below from 200 of 256 byte values (range coding saves ~4%, less than the 8% it must save),
+    // below 30% zeros, else random (range coding saves ~5% over DEFLATE, less than the 8% it must save),
     // the two low planes random.
     const n = 20000;
     const bytes = new Uint8Array(4 * n);
     for (let k = 0; k < n; k++) {
       bytes[4 * k] = Math.floor(random() * 256);
       bytes[4 * k + 1] = Math.floor(random() * 256);
-      bytes[4 * k + 2] = Math.floor(random() * 200);
+      bytes[4 * k + 2] = random() < 0.3 ? 0 : Math.floor(random() * 256);
       bytes[4 * k + 3] = 0x3c + (random() < 0.9 ? 0 : 1);
     }
     const pool = encodePool([{ width: 4, bytes }], 9);
@@ -412,7 +412,7 @@ describe('pool and range coder', () => {
     assert.notEqual(below.coding, 3);
     const plane = Uint8Array.from({ length: n }, (_, k) => bytes[4 * k + 2]!);
     const ranged = rangeEncodeBytes(plane, null).length;
-    assert.ok(ranged < n, `range coding alone would have saved bytes: ${ranged} < ${n}`);
+    assert.ok(ranged < below.stored, `range coding alone would have been smaller: ${ranged} < ${below.stored}`);
     assert.ok(ranged > below.stored * RANGE_MAX_SHARE, `but less than the share: ${ranged} vs ${below.stored}`);
     const targets = [{ out: new Uint8Array(bytes.length), width: 4, where: 'w' }];
     decodePool(pool, targets);
