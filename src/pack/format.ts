@@ -107,12 +107,7 @@ export interface PackIndex {
 }
 
 export function corrupt(what: string, location: string, expected?: string, found?: string, cause?: unknown): PrunepackError {
-  return new PrunepackError('CORRUPT', what, {
-    format: FORMAT, location,
-    ...(expected === undefined ? {} : { expected }),
-    ...(found === undefined ? {} : { found }),
-    ...(cause === undefined ? {} : { cause }),
-  });
+  return new PrunepackError('CORRUPT', what, { format: FORMAT, location, expected, found, cause });
 }
 
 export function u64(view: DataView, at: number, where: string): number {
