@@ -13,19 +13,29 @@
 
 export class InflateError extends Error {}
 
-const LENGTH_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
-const LENGTH_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const DISTANCE_BASE = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
-const DISTANCE_EXTRA = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
+// Lengths and distances of the length and distance codes (RFC 1951, 3.2.5): base << 4 | extra bits.
+const LENGTHS = new Int32Array(29);
+const DISTANCES = new Int32Array(30);
+for (let i = 0, base = 3; i < 29; i++) {
+  const extra = i < 8 || i > 27 ? 0 : (i >> 2) - 1;
+  LENGTHS[i] = ((i > 27 ? 258 : base) << 4) | extra;
+  base += 1 << extra;
+}
+for (let i = 0, base = 1; i < 30; i++) {
+  const extra = i < 4 ? 0 : (i >> 1) - 1;
+  DISTANCES[i] = (base << 4) | extra;
+  base += 1 << extra;
+}
 const CODE_LENGTH_ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 
 /**
  * A two-level lookup table over the next input bits (LSB first). The first level has
  * `bits` = min(longest code, PRIMARY_BITS) bits (4 KiB: it stays in L1 cache, and a block's table
  * is quick to build); a longer code's first-level entry links to a second-level table indexed by
- * the code's remaining bits. Leaf entry (> 0): bits 0-3 the code length, bit 4 set when two
- * literals are decoded, bits 5-13 the first symbol, bits 14-21 the second literal. Link entry
- * (< 0): -(offset << 4 | second-level bits). 0: no code starts with these bits.
+ * the code's remaining bits. Leaf entry (> 0): bits 0-3 the code length (of both codes for two
+ * literals), bits 4-12 the symbol (bit 12 clear: a literal), bits 13-20 a second literal, bit 21
+ * (PAIR) set when there is one. Link entry (< 0): -(offset << 4 | second-level bits). NO_CODE
+ * where no code starts with these bits (symbol 511, one bit long).
  */
 interface Table {
   entries: Int32Array;
@@ -33,6 +43,8 @@ interface Table {
 }
 
 const PRIMARY_BITS = 10;
+const PAIR = 1 << 21;
+const NO_CODE = (511 << 4) | 1;
 const PAIR_SHARE = 0.75;
 
 /** Canonical codes of code lengths (RFC 1951, 3.2.2), bit-reversed for LSB-first streams. Shared with the writer (entropy.ts). */
@@ -77,11 +89,11 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
   for (let i = 0; i < size; i++) {
     if (widest[i]) { link[i] = total; total += 1 << (widest[i]! - bits); }
   }
-  const entries = new Int32Array(total);
+  const entries = new Int32Array(total).fill(NO_CODE);
   for (let s = 0; s < lengths.length; s++) {
     const l = lengths[s]!;
     if (!l) continue;
-    const entry = l | (s << 5);
+    const entry = l | (s << 4);
     const code = codes[s]!;
     if (l <= bits) {
       for (let i = code; i < size; i += 1 << l) entries[i] = entry;
@@ -102,11 +114,11 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
     for (let i = 0; i < size; i++) {
       const first = entries[i]!;
       const l1 = first & 15;
-      if (first <= 0 || first >>> 5 >= 256) continue;
+      if (first < 0 || first & 4096) continue;
       const second = entries[i >>> l1]!;
       const l2 = second & 15;
-      if (second <= 0 || second >>> 5 >= 256 || l1 + l2 > bits) continue;
-      paired[i] = (l1 + l2) | 16 | ((first >>> 5) << 5) | ((second >>> 5) << 14);
+      if (second < 0 || second & 4096 || l1 + l2 > bits) continue;
+      paired[i] = (l1 + l2) | (first & 0xff0) | ((second >> 4) << 13) | PAIR;
       hits++;
     }
     // Every index is as likely as the code makes it, so `hits / size` is how often a lookup yields
@@ -114,13 +126,6 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
     if (hits >= size * PAIR_SHARE) return { entries: paired, bits };
   }
   return { entries, bits };
-}
-
-/** The entry of a table for the bit window `w` (at least 15 valid bits): first level, then a link's second level. */
-function lookup(t: Int32Array, bits: number, w: number): number {
-  const e = t[w & ((1 << bits) - 1)]!;
-  if (e >= 0) return e;
-  return t[(-e >> 4) + ((w >>> bits) & ((1 << (-e & 15)) - 1))]!;
 }
 
 let fixedTables: { literals: Table; distances: Table } | null = null;
@@ -144,53 +149,72 @@ function bits(data: Uint8Array, pos: number, n: number): number {
 
 /**
  * The symbols of one Huffman block, up to its end-of-block code; returns the new bit position
- * and output length. The hot loop: a 24-bit window at the bit position each symbol (as fflate
- * does), no refill branch, locals only.
+ * and output length. The hot loop keeps a bit buffer `b` of `n` (24-31 after a refill) bits and
+ * refills it without a branch: one unaligned 32-bit read, `ip` advanced by the whole bytes that
+ * fit (the bits past them are read again by the next refill, OR-ing the same values).
  */
-function decodeHuffmanBlock(data: Uint8Array, totalBits: number, pos: number, out: Uint8Array, op: number, literals: Table, distances: Table): [number, number] {
+function decodeHuffmanBlock(view: DataView, totalBits: number, pos: number, out: Uint8Array, op: number, literals: Table, distances: Table): [number, number] {
   const outLength = out.length;
   const lt = literals.entries;
   const lbits = literals.bits;
   const lmask = (1 << lbits) - 1;
   const dt = distances.entries;
-  let p = pos;
+  const dbits = distances.bits;
+  const dmask = (1 << dbits) - 1;
+  // Past this input position the bits consumed exceed the stream (ip * 8 - 31 > totalBits).
+  const last = (totalBits >> 3) + 3;
+  let ip = pos >> 3;
+  let b = (view.getUint32(ip, true) >>> (pos & 7)) | 0;
+  let n = 24 - (pos & 7);
+  ip += 3;
   let o = op;
   for (;;) {
-    const i = p >> 3;
-    const w = (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16)) >> (p & 7);
-    let e = lt[w & lmask]!;
-    if (e < 0) e = lt[(-e >> 4) + ((w >>> lbits) & ((1 << (-e & 15)) - 1))]!;
-    if (e === 0) throw new InflateError('invalid literal/length code');
-    p += e & 15;
-    if (p > totalBits) throw new InflateError('the stream ends early');
-    // Literals are written without a bounds check: a typed array drops writes past its end, and
-    // `o` is checked at the end of the block and before every copy.
-    if (e & 16) {
-      out[o++] = (e >> 5) & 0xff;
-      out[o++] = e >> 14;
+    if (ip > last) throw new InflateError('the stream ends early');
+    b |= view.getUint32(ip, true) << n;
+    ip += (31 - n) >> 3;
+    n |= 24;
+    let e = lt[b & lmask]!;
+    if (e < 0) e = lt[(-e >> 4) + ((b >>> lbits) & ((1 << (-e & 15)) - 1))]!;
+    const l = e & 15;
+    if (!(e & 4096)) {
+      // One or two literals (a Uint8Array store keeps the low 8 bits). Writes past the end are
+      // dropped by the typed array; `o` is checked at the end of the block and before every copy.
+      b = (b >>> l) | 0;
+      n -= l;
+      out[o++] = e >> 4;
+      if (e & PAIR) out[o++] = e >> 13;
       continue;
     }
-    const symbol = e >> 5;
-    if (symbol < 256) {
-      out[o++] = symbol;
-      continue;
-    }
+    const symbol = (e >> 4) & 511;
     if (symbol === 256) {
+      const p = ip * 8 - n + l;
+      if (p > totalBits) throw new InflateError('the stream ends early');
       if (o > outLength) throw new InflateError('the stream inflates to more bytes than expected');
       return [p, o];
     }
-    const li = symbol - 257;
-    if (li >= 29) throw new InflateError('invalid length code');
-    const length = LENGTH_BASE[li]! + bits(data, p, LENGTH_EXTRA[li]!);
-    p += LENGTH_EXTRA[li]!;
-    const d = lookup(dt, distances.bits, bits(data, p, 15));
-    if (d === 0) throw new InflateError('invalid distance code');
-    p += d & 15;
-    const di = d >> 5;
+    if (symbol > 285) throw new InflateError('invalid literal/length code');
+    // The length code and its extra bits (<= 15 + 5 of the >= 24 in the buffer).
+    const lx = LENGTHS[symbol - 257]!;
+    const length = (lx >> 4) + ((b >>> l) & ((1 << (lx & 15)) - 1));
+    b = (b >>> (l + (lx & 15))) | 0;
+    n -= l + (lx & 15);
+    b |= view.getUint32(ip, true) << n;
+    ip += (31 - n) >> 3;
+    n |= 24;
+    let d = dt[b & dmask]!;
+    if (d < 0) d = dt[(-d >> 4) + ((b >>> dbits) & ((1 << (-d & 15)) - 1))]!;
+    const di = d >> 4;
     if (di >= 30) throw new InflateError('invalid distance code');
-    const distance = DISTANCE_BASE[di]! + bits(data, p, DISTANCE_EXTRA[di]!);
-    p += DISTANCE_EXTRA[di]!;
-    if (p > totalBits) throw new InflateError('the stream ends early');
+    b = (b >>> (d & 15)) | 0;
+    n -= d & 15;
+    b |= view.getUint32(ip, true) << n;
+    ip += (31 - n) >> 3;
+    n |= 24;
+    const dx = DISTANCES[di]!;
+    const distance = (dx >> 4) + (b & ((1 << (dx & 15)) - 1));
+    b = (b >>> (dx & 15)) | 0;
+    n -= dx & 15;
+    if (ip * 8 - n > totalBits) throw new InflateError('the stream ends early');
     if (distance > o) throw new InflateError('a distance reaches before the start of the output');
     if (o + length > outLength) throw new InflateError('the stream inflates to more bytes than expected');
     // Short copies byte by byte (a copyWithin call costs more than a few bytes); overlapping ones must.
@@ -198,7 +222,7 @@ function decodeHuffmanBlock(data: Uint8Array, totalBits: number, pos: number, ou
       out.copyWithin(o, o - distance, o - distance + length);
       o += length;
     } else {
-      for (let k = 0; k < length; k++, o++) out[o] = out[o - distance]!;
+      for (const end = o + length; o < end; o++) out[o] = out[o - distance]!;
     }
   }
 }
@@ -208,11 +232,12 @@ function decodeHuffmanBlock(data: Uint8Array, totalBits: number, pos: number, ou
  * the stream is invalid or would write more than `out.length` bytes.
  */
 export function inflateInto(input: Uint8Array, out: Uint8Array): number {
-  // Reads take a 24-bit window and may run up to 3 bytes past the end: a copy with zero bytes
-  // after the end keeps every read in bounds (an out-of-bounds read makes V8 compile the loop
-  // for `undefined`, ~25% slower); positions past the end are refused.
-  const data = new Uint8Array(input.length + 4);
+  // Reads may run up to 16 bytes past the end: a copy with zero bytes after the end keeps every
+  // read in bounds (an out-of-bounds read makes V8 compile the loop for `undefined`, ~25%
+  // slower); positions past the end are refused.
+  const data = new Uint8Array(input.length + 16);
   data.set(input);
+  const view = new DataView(data.buffer);
   const totalBits = input.length * 8;
   let pos = 0;
   let op = 0;
@@ -254,9 +279,9 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
       const lengths = new Uint8Array(literalCount + distanceCount);
       for (let i = 0; i < lengths.length;) {
         const e = cl.entries[bits(data, pos, cl.bits)]!;
-        if (e === 0) throw new InflateError('invalid code length code');
+        const symbol = e >> 4;
+        if (symbol > 18) throw new InflateError('invalid code length code');
         pos += e & 15;
-        const symbol = e >> 5;
         if (symbol < 16) { lengths[i++] = symbol; continue; }
         let repeat: number;
         let value = 0;
@@ -280,7 +305,7 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
     } else {
       throw new InflateError('invalid block type 3');
     }
-    [pos, op] = decodeHuffmanBlock(data, totalBits, pos, out, op, literals, distances);
+    [pos, op] = decodeHuffmanBlock(view, totalBits, pos, out, op, literals, distances);
   }
   return op;
 }
