@@ -50,17 +50,19 @@ const PAIR_SHARE = 0.75;
 /** Canonical codes of code lengths (RFC 1951, 3.2.2), bit-reversed for LSB-first streams. Shared with the writer (entropy.ts). */
 export function canonicalCodes(lengths: Uint8Array): Uint16Array {
   const count = new Uint16Array(16);
-  for (const l of lengths) if (l) count[l]!++;
+  for (let s = 0; s < lengths.length; s++) count[lengths[s]!]!++;
   const next = new Uint16Array(16);
-  for (let l = 1, code = 0; l < 16; l++) { code = (code + count[l - 1]!) << 1; next[l] = code; }
+  for (let l = 1, code = 0; l < 16; l++) next[l] = code = (code + (l > 1 ? count[l - 1]! : 0)) << 1;
   const codes = new Uint16Array(lengths.length);
   for (let s = 0; s < lengths.length; s++) {
     const l = lengths[s]!;
     if (!l) continue;
-    let code = next[l]!++;
-    let reversed = 0;
-    for (let b = 0; b < l; b++) { reversed = (reversed << 1) | (code & 1); code >>>= 1; }
-    codes[s] = reversed;
+    // The code left-aligned in 16 bits, then the 16 bits reversed.
+    let x = next[l]!++ << (16 - l);
+    x = ((x & 0x5555) << 1) | ((x >> 1) & 0x5555);
+    x = ((x & 0x3333) << 2) | ((x >> 2) & 0x3333);
+    x = ((x & 0x0f0f) << 4) | ((x >> 4) & 0x0f0f);
+    codes[s] = (x << 8) | (x >> 8);
   }
   return codes;
 }
@@ -68,9 +70,10 @@ export function canonicalCodes(lengths: Uint8Array): Uint16Array {
 /** Builds the table of a canonical code; `pairs`: also decode a second literal when it fits. */
 function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
   const count = new Uint16Array(16);
-  let longest = 0;
-  for (const l of lengths) { if (l) { count[l]!++; if (l > longest) longest = l; } }
-  const bits = Math.max(1, Math.min(longest, PRIMARY_BITS));
+  for (let s = 0; s < lengths.length; s++) count[lengths[s]!]!++;
+  let longest = 15;
+  while (longest > 1 && !count[longest]) longest--;
+  const bits = Math.min(longest, PRIMARY_BITS);
   const size = 1 << bits;
   let left = 1;
   for (let l = 1; l <= 15; l++) {
@@ -79,17 +82,21 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
   }
   const codes = canonicalCodes(lengths);
   // Second-level tables: one per first-level prefix of the longer codes, as wide as its longest code.
-  const widest = new Uint8Array(size);
-  for (let s = 0; s < lengths.length; s++) {
-    const l = lengths[s]!;
-    if (l > bits) { const i = codes[s]! & (size - 1); if (l > widest[i]!) widest[i] = l; }
-  }
   let total = size;
-  const link = new Int32Array(size);
-  for (let i = 0; i < size; i++) {
-    if (widest[i]) { link[i] = total; total += 1 << (widest[i]! - bits); }
+  const link = new Int32Array(longest > bits ? size : 0);
+  if (longest > bits) {
+    for (let s = 0; s < lengths.length; s++) {
+      const l = lengths[s]!;
+      if (l > bits) { const i = codes[s]! & (size - 1); if (l > link[i]!) link[i] = l; }
+    }
+    for (let i = 0; i < size; i++) {
+      const l = link[i]!;
+      if (l) { link[i] = (total << 4) | (l - bits); total += 1 << (l - bits); }
+    }
   }
-  const entries = new Int32Array(total).fill(NO_CODE);
+  // A complete code (left = 0) assigns every entry.
+  const entries = new Int32Array(total);
+  if (left) entries.fill(NO_CODE);
   for (let s = 0; s < lengths.length; s++) {
     const l = lengths[s]!;
     if (!l) continue;
@@ -98,10 +105,9 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
     if (l <= bits) {
       for (let i = code; i < size; i += 1 << l) entries[i] = entry;
     } else {
-      const prefix = code & (size - 1);
-      const width = widest[prefix]! - bits;
-      entries[prefix] = -((link[prefix]! << 4) | width);
-      for (let i = code >>> bits; i < 1 << width; i += 1 << (l - bits)) entries[link[prefix]! + i] = entry;
+      const to = link[code & (size - 1)]!;
+      entries[code & (size - 1)] = -to;
+      for (let i = code >>> bits; i < 1 << (to & 15); i += 1 << (l - bits)) entries[(to >> 4) + i] = entry;
     }
   }
   // No two codes fit the first level when the shortest is longer than half of it (e.g. the
