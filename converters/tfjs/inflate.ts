@@ -159,7 +159,7 @@ function bits(data: Uint8Array, pos: number, n: number): number {
  * refills it without a branch: one unaligned 32-bit read, `ip` advanced by the whole bytes that
  * fit (the bits past them are read again by the next refill, OR-ing the same values).
  */
-function decodeHuffmanBlock(view: DataView, totalBits: number, pos: number, out: Uint8Array, op: number, literals: Table, distances: Table): [number, number] {
+function decodeHuffmanBlock(view: DataView, totalBits: number, pos: number, out: Uint8Array, outView: DataView, op: number, literals: Table, distances: Table): [number, number] {
   const outLength = out.length;
   const lt = literals.entries;
   const lbits = literals.bits;
@@ -223,8 +223,14 @@ function decodeHuffmanBlock(view: DataView, totalBits: number, pos: number, out:
     if (ip * 8 - n > totalBits) throw new InflateError('the stream ends early');
     if (distance > o) throw new InflateError('a distance reaches before the start of the output');
     if (o + length > outLength) throw new InflateError('the stream inflates to more bytes than expected');
-    // Short copies byte by byte (a copyWithin call costs more than a few bytes); overlapping ones must.
-    if (length > 32 && distance >= length) {
+    // Most copies are 3-8 bytes from far back: two 4-byte moves (the bytes past the length are
+    // written again by what follows). Short others byte by byte (a copyWithin call costs more
+    // than a few bytes); overlapping ones must.
+    if (length <= 8 && distance >= 8 && o + 8 <= outLength) {
+      outView.setInt32(o, outView.getInt32(o - distance, true), true);
+      outView.setInt32(o + 4, outView.getInt32(o - distance + 4, true), true);
+      o += length;
+    } else if (length > 32 && distance >= length) {
       out.copyWithin(o, o - distance, o - distance + length);
       o += length;
     } else {
@@ -244,6 +250,7 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
   const data = new Uint8Array(input.length + 16);
   data.set(input);
   const view = new DataView(data.buffer);
+  const outView = new DataView(out.buffer, out.byteOffset, out.byteLength);
   const totalBits = input.length * 8;
   let pos = 0;
   let op = 0;
@@ -311,7 +318,7 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
     } else {
       throw new InflateError('invalid block type 3');
     }
-    [pos, op] = decodeHuffmanBlock(view, totalBits, pos, out, op, literals, distances);
+    [pos, op] = decodeHuffmanBlock(view, totalBits, pos, out, outView, op, literals, distances);
   }
   return op;
 }
