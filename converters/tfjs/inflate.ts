@@ -45,42 +45,51 @@ interface Table {
 const PRIMARY_BITS = 10;
 const PAIR = 1 << 21;
 const NO_CODE = (511 << 4) | 1;
-const PAIR_SHARE = 0.75;
 
-/** Canonical codes of code lengths (RFC 1951, 3.2.2), bit-reversed for LSB-first streams. Shared with the writer (entropy.ts). */
+/** The `l`-bit code `code` bit-reversed (LSB-first streams): left-aligned in 16 bits, then the 16 bits reversed. */
+function reverse(code: number, l: number): number {
+  let x = code << (16 - l);
+  x = ((x & 0x5555) << 1) | ((x >> 1) & 0x5555);
+  x = ((x & 0x3333) << 2) | ((x >> 2) & 0x3333);
+  x = ((x & 0x0f0f) << 4) | ((x >> 4) & 0x0f0f);
+  return ((x & 0xff) << 8) | (x >> 8);
+}
+
+/** Canonical codes of code lengths (RFC 1951, 3.2.2), bit-reversed for LSB-first streams. For the writer (entropy.ts). */
 export function canonicalCodes(lengths: Uint8Array): Uint16Array {
   const count = new Uint16Array(16);
   for (let s = 0; s < lengths.length; s++) count[lengths[s]!]!++;
   const next = new Uint16Array(16);
   for (let l = 1, code = 0; l < 16; l++) next[l] = code = (code + (l > 1 ? count[l - 1]! : 0)) << 1;
-  const codes = new Uint16Array(lengths.length);
-  for (let s = 0; s < lengths.length; s++) {
-    const l = lengths[s]!;
-    if (!l) continue;
-    // The code left-aligned in 16 bits, then the 16 bits reversed.
-    let x = next[l]!++ << (16 - l);
-    x = ((x & 0x5555) << 1) | ((x >> 1) & 0x5555);
-    x = ((x & 0x3333) << 2) | ((x >> 2) & 0x3333);
-    x = ((x & 0x0f0f) << 4) | ((x >> 4) & 0x0f0f);
-    codes[s] = (x << 8) | (x >> 8);
-  }
-  return codes;
+  return Uint16Array.from(lengths, (l) => (l ? reverse(next[l]!++, l) : 0));
 }
 
-/** Builds the table of a canonical code; `pairs`: also decode a second literal when it fits. */
+/**
+ * Builds the table of a canonical code; `pairs`: also decode a second literal where both codes fit
+ * the first level.
+ */
 function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
   const count = new Uint16Array(16);
   for (let s = 0; s < lengths.length; s++) count[lengths[s]!]!++;
   let longest = 15;
   while (longest > 1 && !count[longest]) longest--;
+  let shortest = 1;
+  while (shortest < longest && !count[shortest]) shortest++;
   const bits = Math.min(longest, PRIMARY_BITS);
   const size = 1 << bits;
+  // The first code of each length (RFC 1951, 3.2.2); `left` counts the unassigned codes.
+  const next = new Uint16Array(16);
   let left = 1;
-  for (let l = 1; l <= 15; l++) {
+  for (let l = 1, code = 0; l < 16; l++) {
+    next[l] = code = (code + (l > 1 ? count[l - 1]! : 0)) << 1;
     left = (left << 1) - count[l]!;
     if (left < 0) throw new InflateError(`over-subscribed ${what} code`);
   }
-  const codes = canonicalCodes(lengths);
+  const codes = new Uint16Array(lengths.length);
+  for (let s = 0; s < lengths.length; s++) {
+    const l = lengths[s]!;
+    if (l) codes[s] = reverse(next[l]!++, l);
+  }
   // Second-level tables: one per first-level prefix of the longer codes, as wide as its longest code.
   let total = size;
   const link = new Int32Array(longest > bits ? size : 0);
@@ -110,26 +119,16 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
       for (let i = code >>> bits; i < 1 << (to & 15); i += 1 << (l - bits)) entries[(to >> 4) + i] = entry;
     }
   }
-  // No two codes fit the first level when the shortest is longer than half of it (e.g. the
-  // planes of float values): then the pass is skipped.
-  let shortest = 0;
-  for (let l = 15; l > 0; l--) if (count[l]) shortest = l;
+  // Two literals per entry where they fit, in place from the top: the second code's entry
+  // (i >>> l1, a lower index) is still a single one. No two codes fit when the shortest is
+  // longer than half the first level (e.g. the middle planes of float values).
   if (pairs && 2 * shortest <= bits) {
-    const paired = entries.slice();
-    let hits = 0;
-    for (let i = 0; i < size; i++) {
+    for (let i = size - 1; i >= 0; i--) {
       const first = entries[i]!;
-      const l1 = first & 15;
-      if (first < 0 || first & 4096) continue;
-      const second = entries[i >>> l1]!;
-      const l2 = second & 15;
-      if (second < 0 || second & 4096 || l1 + l2 > bits) continue;
-      paired[i] = (l1 + l2) | (first & 0xff0) | ((second >> 4) << 13) | PAIR;
-      hits++;
+      const second = entries[i >>> (first & 15)]!;
+      const l = (first & 15) + (second & 15);
+      if (first >= 0 && second >= 0 && !((first | second) & 4096) && l <= bits) entries[i] = l | (first & 0xff0) | ((second >> 4) << 13) | PAIR;
     }
-    // Every index is as likely as the code makes it, so `hits / size` is how often a lookup yields
-    // two literals. Below PAIR_SHARE the branch between one and two mispredicts more than it saves.
-    if (hits >= size * PAIR_SHARE) return { entries: paired, bits };
   }
   return { entries, bits };
 }
