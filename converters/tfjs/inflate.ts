@@ -13,6 +13,10 @@
 
 export class InflateError extends Error {}
 
+const ENDS_EARLY = 'the stream ends early';
+/** The caller (sparse-decode.ts) tells this one apart by its text. */
+const TOO_LONG = 'the stream inflates to more bytes than expected';
+
 // Lengths and distances of the length and distance codes (RFC 1951, 3.2.5): base << 4 | extra bits.
 const LENGTHS = new Int32Array(29);
 const DISTANCES = new Int32Array(30);
@@ -174,7 +178,7 @@ function decodeHuffmanBlock(view: DataView, totalBits: number, pos: number, out:
   ip += 3;
   let o = op;
   for (;;) {
-    if (ip > last) throw new InflateError('the stream ends early');
+    if (ip > last) throw new InflateError(ENDS_EARLY);
     b |= view.getUint32(ip, true) << n;
     ip += (31 - n) >> 3;
     n |= 24;
@@ -193,8 +197,8 @@ function decodeHuffmanBlock(view: DataView, totalBits: number, pos: number, out:
     const symbol = (e >> 4) & 511;
     if (symbol === 256) {
       const p = ip * 8 - n + l;
-      if (p > totalBits) throw new InflateError('the stream ends early');
-      if (o > outLength) throw new InflateError('the stream inflates to more bytes than expected');
+      if (p > totalBits) throw new InflateError(ENDS_EARLY);
+      if (o > outLength) throw new InflateError(TOO_LONG);
       return [p, o];
     }
     if (symbol > 285) throw new InflateError('invalid literal/length code');
@@ -219,9 +223,9 @@ function decodeHuffmanBlock(view: DataView, totalBits: number, pos: number, out:
     const distance = (dx >> 4) + (b & ((1 << (dx & 15)) - 1));
     b = (b >>> (dx & 15)) | 0;
     n -= dx & 15;
-    if (ip * 8 - n > totalBits) throw new InflateError('the stream ends early');
+    if (ip * 8 - n > totalBits) throw new InflateError(ENDS_EARLY);
     if (distance > o) throw new InflateError('a distance reaches before the start of the output');
-    if (o + length > outLength) throw new InflateError('the stream inflates to more bytes than expected');
+    if (o + length > outLength) throw new InflateError(TOO_LONG);
     // Most copies are 3-8 bytes from far back: two 4-byte moves (the bytes past the length are
     // written again by what follows). Short others byte by byte (a copyWithin call costs more
     // than a few bytes); overlapping ones must.
@@ -256,7 +260,7 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
   const take = (n: number): number => {
     const v = bits(data, pos, n);
     pos += n;
-    if (pos > totalBits) throw new InflateError('the stream ends early');
+    if (pos > totalBits) throw new InflateError(ENDS_EARLY);
     return v;
   };
   for (let final = 0; !final;) {
@@ -264,13 +268,13 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
     const type = take(2);
     if (type === 0) {
       let at = (pos + 7) >> 3;
-      if (at + 4 > input.length) throw new InflateError('the stream ends inside a stored block header');
+      if (at + 4 > input.length) throw new InflateError(ENDS_EARLY);
       const length = input[at]! | (input[at + 1]! << 8);
       const check = input[at + 2]! | (input[at + 3]! << 8);
       if ((length ^ 0xffff) !== check) throw new InflateError('stored block length check fails');
       at += 4;
-      if (at + length > input.length) throw new InflateError('the stream ends inside a stored block');
-      if (op + length > out.length) throw new InflateError('the stream inflates to more bytes than expected');
+      if (at + length > input.length) throw new InflateError(ENDS_EARLY);
+      if (op + length > out.length) throw new InflateError(TOO_LONG);
       out.set(input.subarray(at, at + length), op);
       op += length;
       pos = (at + length) * 8;
@@ -310,7 +314,7 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
         lengths.fill(value, i, i + repeat);
         i += repeat;
       }
-      if (pos > totalBits) throw new InflateError('the stream ends early');
+      if (pos > totalBits) throw new InflateError(ENDS_EARLY);
       if (lengths[256] === 0) throw new InflateError('no end-of-block code');
       literals = buildTable(lengths.subarray(0, literalCount), true, 'literal/length');
       distances = buildTable(lengths.subarray(literalCount), false, 'distance');
