@@ -72,7 +72,7 @@ export function canonicalCodes(lengths: Uint8Array): Uint16Array {
  * Builds the table of a canonical code; `pairs`: also decode a second literal where both codes fit
  * the first level.
  */
-function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
+function buildTable(lengths: Uint8Array, pairs: boolean, entries: Int32Array): Table {
   const count = new Uint16Array(16);
   for (let s = 0; s < lengths.length; s++) count[lengths[s]!]!++;
   let longest = 15;
@@ -87,17 +87,18 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
   for (let l = 1, code = 0; l < 16; l++) {
     next[l] = code = (code + (l > 1 ? count[l - 1]! : 0)) << 1;
     left = (left << 1) - count[l]!;
-    if (left < 0) throw new InflateError(`over-subscribed ${what} code`);
+    if (left < 0) throw new InflateError('over-subscribed Huffman code');
   }
-  const codes = new Uint16Array(lengths.length);
+  const codes = CODES;
   for (let s = 0; s < lengths.length; s++) {
     const l = lengths[s]!;
     if (l) codes[s] = reverse(next[l]!++, l);
   }
   // Second-level tables: one per first-level prefix of the longer codes, as wide as its longest code.
   let total = size;
-  const link = new Int32Array(longest > bits ? size : 0);
+  const link = LINKS;
   if (longest > bits) {
+    link.fill(0, 0, size);
     for (let s = 0; s < lengths.length; s++) {
       const l = lengths[s]!;
       if (l > bits) { const i = codes[s]! & (size - 1); if (l > link[i]!) link[i] = l; }
@@ -108,8 +109,7 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
     }
   }
   // A complete code (left = 0) assigns every entry.
-  const entries = new Int32Array(total);
-  if (left) entries.fill(NO_CODE);
+  if (left) entries.fill(NO_CODE, 0, total);
   for (let s = 0; s < lengths.length; s++) {
     const l = lengths[s]!;
     if (!l) continue;
@@ -137,18 +137,19 @@ function buildTable(lengths: Uint8Array, pairs: boolean, what: string): Table {
   return { entries, bits };
 }
 
-let fixedTables: { literals: Table; distances: Table } | null = null;
+// Scratch space of the tables of a dynamic block (inflateInto is synchronous): typed arrays of
+// more than 64 bytes live outside V8's heap, and allocating them per block cost ~1/4 of building.
+// A table has 2^PRIMARY_BITS first-level entries and at most one 2^(15 - PRIMARY_BITS)-entry
+// second level per code longer than that.
+const CODES = new Uint16Array(288);
+const LINKS = new Int32Array(1 << PRIMARY_BITS);
+const LITERAL_TABLE = new Int32Array((1 << PRIMARY_BITS) + (286 << (15 - PRIMARY_BITS)));
+const DISTANCE_TABLE = new Int32Array((1 << PRIMARY_BITS) + (30 << (15 - PRIMARY_BITS)));
+const LENGTH_TABLE = new Int32Array(128);
+const CODE_LENGTHS = new Uint8Array(286 + 30);
 
-function fixed(): { literals: Table; distances: Table } {
-  if (fixedTables) return fixedTables;
-  const lengths = new Uint8Array(288);
-  lengths.fill(8, 0, 144);
-  lengths.fill(9, 144, 256);
-  lengths.fill(7, 256, 280);
-  lengths.fill(8, 280, 288);
-  fixedTables = { literals: buildTable(lengths, true, 'literal/length'), distances: buildTable(new Uint8Array(30).fill(5), false, 'distance') };
-  return fixedTables;
-}
+/** The fixed code's literal/length and distance tables (RFC 1951, 3.2.6), built on first use. */
+let fixedTables: [Table, Table] | undefined;
 
 /** Reads `n` (<= 16) bits at bit position `pos` (LSB first) of `data` (bytes past its end read as 0). */
 function bits(data: Uint8Array, pos: number, n: number): number {
@@ -283,7 +284,13 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
     let literals: Table;
     let distances: Table;
     if (type === 1) {
-      ({ literals, distances } = fixed());
+      if (!fixedTables) {
+        const lengths = new Uint8Array(288).fill(8);
+        lengths.fill(9, 144, 256);
+        lengths.fill(7, 256, 280);
+        fixedTables = [buildTable(lengths, true, new Int32Array(512)), buildTable(new Uint8Array(30).fill(5), false, new Int32Array(32))];
+      }
+      [literals, distances] = fixedTables;
     } else if (type === 2) {
       const literalCount = take(5) + 257;
       const distanceCount = take(5) + 1;
@@ -291,8 +298,8 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
       if (literalCount > 286 || distanceCount > 30) throw new InflateError('too many length or distance codes');
       const clLengths = new Uint8Array(19);
       for (let i = 0; i < codeLengthCount; i++) clLengths[CODE_LENGTH_ORDER[i]!] = take(3);
-      const cl = buildTable(clLengths, false, 'code length');
-      const lengths = new Uint8Array(literalCount + distanceCount);
+      const cl = buildTable(clLengths, false, LENGTH_TABLE);
+      const lengths = CODE_LENGTHS.subarray(0, literalCount + distanceCount);
       for (let i = 0; i < lengths.length;) {
         const e = cl.entries[bits(data, pos, cl.bits)]!;
         const symbol = e >> 4;
@@ -316,8 +323,8 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
       }
       if (pos > totalBits) throw new InflateError(ENDS_EARLY);
       if (lengths[256] === 0) throw new InflateError('no end-of-block code');
-      literals = buildTable(lengths.subarray(0, literalCount), true, 'literal/length');
-      distances = buildTable(lengths.subarray(literalCount), false, 'distance');
+      literals = buildTable(lengths.subarray(0, literalCount), true, LITERAL_TABLE);
+      distances = buildTable(lengths.subarray(literalCount), false, DISTANCE_TABLE);
     } else {
       throw new InflateError('invalid block type 3');
     }
