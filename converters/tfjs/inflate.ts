@@ -227,10 +227,11 @@ function decodeHuffmanBlock(view: DataView, totalBits: number, pos: number, out:
     if (ip * 8 - n > totalBits) throw new InflateError(ENDS_EARLY);
     if (distance > o) throw new InflateError('a distance reaches before the start of the output');
     if (o + length > outLength) throw new InflateError(TOO_LONG);
-    // Most copies are 3-8 bytes from far back: two 4-byte moves (the bytes past the length are
-    // written again by what follows). Short others byte by byte (a copyWithin call costs more
-    // than a few bytes); overlapping ones must.
-    if (length <= 8 && distance >= 8 && o + 8 <= outLength) {
+    // Most copies are 3-8 bytes from far back: two 4-byte moves, one after the other (so a
+    // distance of 4-7 reads bytes the first move wrote, as a byte loop would); the bytes past the
+    // length are written again by what follows. Other short copies byte by byte (a copyWithin
+    // call costs more than a few bytes); overlapping ones must.
+    if (length <= 8 && distance >= 4 && o + 8 <= outLength) {
       outView.setInt32(o, outView.getInt32(o - distance, true), true);
       outView.setInt32(o + 4, outView.getInt32(o - distance + 4, true), true);
       o += length;
