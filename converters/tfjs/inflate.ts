@@ -249,7 +249,7 @@ function decodeHuffmanBlock(view: DataView, totalBits: number, pos: number, out:
 /**
  * Inflates `input` into `out` and returns the number of bytes written. Throws InflateError when
  * the stream is invalid or would write more than `out.length` bytes. Bytes of `out` past the
- * returned length may be overwritten (short copies move 8 bytes).
+ * returned length may be overwritten (up to 5: short copies move 8 bytes).
  */
 export function inflateInto(input: Uint8Array, out: Uint8Array): number {
   // Reads may run up to 16 bytes past the end: a copy with zero bytes after the end keeps every
