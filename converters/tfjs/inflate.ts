@@ -153,12 +153,6 @@ const CODE_LENGTHS = new Uint8Array(286 + 30);
 /** The fixed code's literal/length and distance tables (RFC 1951, 3.2.6), built on first use. */
 let fixedTables: [Table, Table] | undefined;
 
-/** Reads `n` (<= 16) bits at bit position `pos` (LSB first) of `data` (bytes past its end read as 0). */
-function bits(data: Uint8Array, pos: number, n: number): number {
-  const i = pos >> 3;
-  return ((data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16)) >> (pos & 7)) & ((1 << n) - 1);
-}
-
 /**
  * The symbols of one Huffman block, up to its end-of-block code; returns the new bit position
  * and output length. The hot loop keeps a bit buffer `b` of `n` (24-31 after a refill) bits and
@@ -262,8 +256,10 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
   const totalBits = input.length * 8;
   let pos = 0;
   let op = 0;
+  // The next `n` (<= 16) bits, LSB first.
+  const peek = (n: number): number => (view.getUint32(pos >> 3, true) >>> (pos & 7)) & ((1 << n) - 1);
   const take = (n: number): number => {
-    const v = bits(data, pos, n);
+    const v = peek(n);
     pos += n;
     if (pos > totalBits) throw new InflateError(ENDS_EARLY);
     return v;
@@ -305,10 +301,10 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
       const cl = buildTable(clLengths, false, LENGTH_TABLE);
       const lengths = CODE_LENGTHS.subarray(0, literalCount + distanceCount);
       for (let i = 0; i < lengths.length;) {
-        const e = cl.entries[bits(data, pos, cl.bits)]!;
+        const e = cl.entries[peek(cl.bits)]!;
         const symbol = e >> 4;
         if (symbol > 18) throw new InflateError('invalid code length code');
-        pos += e & 15;
+        take(e & 15);
         if (symbol < 16) { lengths[i++] = symbol; continue; }
         let repeat: number;
         let value = 0;
@@ -325,7 +321,6 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number {
         lengths.fill(value, i, i + repeat);
         i += repeat;
       }
-      if (pos > totalBits) throw new InflateError(ENDS_EARLY);
       if (lengths[256] === 0) throw new InflateError('no end-of-block code');
       literals = buildTable(lengths.subarray(0, literalCount), true, LITERAL_TABLE);
       distances = buildTable(lengths.subarray(literalCount), false, DISTANCE_TABLE);
