@@ -123,6 +123,11 @@ describe('inflateInto fast paths against zlib', () => {
           assert.equal(inflateInto(input, out), bytes.length, label);
           assert.ok(Buffer.from(out).equals(want), label);
         }
+        // The output as a view inside a larger buffer: nothing around it is written.
+        const around = new Uint8Array(bytes.length + 24).fill(0xc3);
+        assert.equal(inflateInto(stream, around.subarray(8, 8 + bytes.length)), bytes.length, label);
+        assert.ok(Buffer.from(around.subarray(8, 8 + bytes.length)).equals(want), label);
+        assert.ok(around.subarray(0, 8).every((v) => v === 0xc3) && around.subarray(8 + bytes.length).every((v) => v === 0xc3), `${label}: bytes around the output`);
         // One byte too few in the output: refused as over-long, whatever the last symbol was.
         assert.throws(() => inflateInto(stream, new Uint8Array(bytes.length - 1)), (e: unknown) => e instanceof InflateError && /more bytes than expected/.test(e.message), label);
       }
