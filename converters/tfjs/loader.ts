@@ -7,7 +7,7 @@
  *   const model = await tf.loadGraphModel(tfjsSparseHandler('https://cdn.example/model/model.json'));
  *
  * Browser-safe and small: its import graph is this file, manifest/paths/stream/sparse-decode,
- * src/errors.ts and fflate's inflate (test/tfjs-loader.test.ts walks it and fails on any Node
+ * inflate.ts and src/errors.ts, no package (test/tfjs-loader.test.ts walks it and fails on any Node
  * built-in). Files come from `fetch` (the browser's, or one passed in), or from a `readFile`
  * function (Node, tests). Shard paths are checked like every other reader of ours: no URLs,
  * absolute paths or `..`, so a model.json cannot send requests anywhere but its own folder.
