@@ -14,14 +14,15 @@ import { checkWholePack, PACK_HEADER_BYTES, PackRestorer, restorePack, WEIGHT_KI
 /**
  * With DecompressionStream, streams smaller than this are inflated in JavaScript: on the page's
  * thread DecompressionStream only matches the JavaScript decoder on 1-2 MB packs (PaddleOCR
- * rec/det, Chromium 156: the same times from 4 KiB to 128 KiB, every stream natively ~5% slower).
+ * rec/det, Chromium 156: the same times from 4 KiB to 128 KiB, every stream natively 6% slower or more).
  */
 export const NATIVE_INFLATE_MIN_BYTES = 32 * 1024;
 
 /**
  * With Node's zlib, streams from this size on go to the thread pool, where they inflate while
  * this thread decodes the pool and the previous weights (smaller ones: inflateRawSync). PaddleOCR
- * rec/det packs, Node 20, 2 cores: 4-20% faster than from 32 KiB on, when a core is free.
+ * rec/det packs, Node 20, 2 cores, against 32 KiB: this thread's CPU time 4-13% lower, restores 2-15%
+ * faster when a core is free (docs/performance.md, issue 10 third round).
  */
 export const NODE_ASYNC_MIN_BYTES = 4 * 1024;
 
