@@ -7,6 +7,11 @@ import { builtinModules, createRequire } from 'node:module';
 import http from 'node:http';
 import { buildPack } from '../src/pack/write.js';
 import { restorePack } from '../src/pack/format.js';
+import { NATIVE_INFLATE_MIN_BYTES, NODE_ASYNC_MIN_BYTES, nodeZlibInflater, restorePackAsync } from '../src/pack/restore-async.js';
+import { crc32, decodePpspInto, PPSP_DTYPE_CODES } from '../converters/tfjs/sparse-decode.js';
+import { decodeSparse, encodeSparse } from '../src/sparsity/codecs.js';
+import { PrunepackError } from '../src/errors.js';
+import type { DType } from '../src/model/dtype.js';
 import { mulberry32 } from '../src/random.js';
 import { repoPath } from './helpers.js';
 import { bundlePackLoader, LOADER_BUNDLE_LIMIT } from '../bench/pack.js';
@@ -45,6 +50,94 @@ it('prunepack/pack bundled and minified with esbuild is under 50 KB (it imports 
   console.log(`prunepack/pack: ${bytes} bytes minified (${inputs.length} modules)`);
   assert.ok(inputs.some((f) => f.endsWith('src/pack/format.js')), 'the bundle holds the pack decoder');
   assert.ok(bytes < LOADER_BUNDLE_LIMIT, `${bytes} bytes`);
+});
+
+it('bitmaps read as 32-bit words: random masks of every density, widths 1/2/4/8, shuffled or not, blocks and row axes decode as the reference decoder does', () => {
+  const random = mulberry32(11);
+  const dtypes: Array<[DType, number]> = [['uint8', 1], ['float16', 2], ['float32', 4], ['int64', 8]];
+  let checked = 0;
+  // Element counts around the 8- and 32-bit boundaries of the bitmap (padding bits, no tail loop).
+  for (const shape of [[1, 1], [3, 7], [4, 8], [5, 13], [8, 32], [2, 3, 33], [16, 65]]) {
+    const count = shape.reduce((n, d) => n * d, 1);
+    for (const [dtype, width] of dtypes) {
+      for (const density of [0, 0.03, 0.2, 0.5, 0.9, 1]) {
+        const bytes = new Uint8Array(count * width);
+        for (let e = 0; e < count; e++) if (random() < density) for (let b = 0; b < width; b++) bytes[e * width + b] = 1 + Math.floor(random() * 255);
+        const weight = { values: bytes, dtype, shape };
+        for (const rowAxis of [0, shape.length - 1]) {
+          for (const blockShape of [[1, 1], [1, 2], [shape[rowAxis]!, 1]] as Array<[number, number]>) {
+            for (const stage of [{}, { shuffleValues: true }, { deflateIndex: true, deflateValues: true, shuffleValues: true }]) {
+              let blob: Uint8Array;
+              try {
+                blob = encodeSparse(weight, { codec: 'bitmap', blockShape, rowAxis, zeroRule: 'bitwise', ...stage });
+              } catch (e) {
+                if (e instanceof PrunepackError && /does not divide/.test(e.message)) continue;
+                throw e;
+              }
+              const reference = decodeSparse(blob).values;
+              // The blob at an odd offset: a stored (not deflated) index stream is then unaligned.
+              const shifted = new Uint8Array(blob.length + 1).subarray(1);
+              shifted.set(blob);
+              const out = new Uint8Array(reference.length);
+              decodePpspInto(shifted, { dtypeCode: PPSP_DTYPE_CODES[dtype] ?? blob[6]!, shape, elements: count }, out, 'w', { zeroed: true });
+              assert.ok(Buffer.from(out).equals(Buffer.from(reference)), `${dtype} [${shape}] density ${density} axis ${rowAxis} ${blockShape} ${JSON.stringify(stage)}`);
+              checked++;
+            }
+          }
+        }
+      }
+    }
+  }
+  assert.ok(checked > 1000, `${checked} blobs`);
+});
+
+it('bitmap errors: a set padding bit and a wrong bit count are refused with their location', () => {
+  // 5 x 13 float32, one bit per element: 65 bits, so 7 padding bits in the last index byte.
+  const values = new Float32Array(65);
+  for (let i = 0; i < values.length; i += 4) values[i] = i + 1; // element 64 too
+  const blob = encodeSparse({ values, dtype: 'float32', shape: [5, 13] }, { codec: 'bitmap', shuffleValues: true });
+  const last = blob.length - 5; // the index stream ends just before the CRC-32
+  const decode = (b: Uint8Array) => decodePpspInto(b, { dtypeCode: 1, shape: [5, 13], elements: 65 }, new Uint8Array(260), 'w');
+  const withCrc = (b: Uint8Array) => { new DataView(b.buffer, b.byteOffset).setUint32(b.length - 4, crc32(b.subarray(0, b.length - 4)), true); return b; };
+  decode(blob);
+  // Element 64 (the last one) is set: move it into the padding (same count, padding bit set).
+  assert.equal(blob[last]! & 1, 1);
+  const padded = blob.slice();
+  padded[last] = 2;
+  assert.throws(() => decode(withCrc(padded)), (e: PrunepackError) => e.code === 'CORRUPT' && /padding bits/.test(e.message) && e.location === `w index stream byte ${(65 + 7) / 8 - 1}`);
+  const extra = blob.slice();
+  extra[last] = 3;
+  assert.throws(() => decode(withCrc(extra)), (e: PrunepackError) => e.code === 'CORRUPT' && /bit count/.test(e.message) && e.location === 'w byte 20');
+});
+
+it('Node: unpack(bytes) sends the streams from NODE_ASYNC_MIN_BYTES on to the thread pool, smaller ones to inflateRawSync; same files as restorePack', async () => {
+  const z = nodeZlibInflater();
+  assert.ok(z, 'Node >= 20.16 has process.getBuiltinModule');
+  assert.ok(NODE_ASYNC_MIN_BYTES < NATIVE_INFLATE_MIN_BYTES);
+  // Weights whose value streams deflate to under 4 KiB, 4-32 KiB and over 32 KiB.
+  const random = mulberry32(5);
+  const sizes = [16 * 1024, 96 * 1024, 512 * 1024];
+  const file = new Uint8Array(1024 + sizes.reduce((n, b) => n + b, 0));
+  const ranges = [];
+  let at = 1024;
+  for (const [i, size] of sizes.entries()) {
+    const v = new Float32Array(file.buffer, at, size / 4);
+    for (let e = 0; e < v.length; e++) v[e] = random() < 0.7 ? 0 : random() - 0.5;
+    ranges.push({ file: 0, offset: at, length: size, name: `w${i}`, dtype: 'float32' as const, shape: [size / 256, 64] });
+    at += size;
+  }
+  const { bytes } = buildPack([{ name: 'm.bin', bytes: file }], ranges, { poolWeightBytes: 0 });
+  const asyncSizes: number[] = [];
+  const syncSizes: number[] = [];
+  const restored = await restorePackAsync(bytes, {}, undefined, {
+    async: (s, raw) => { asyncSizes.push(s.length); return z.async(s, raw); },
+    sync: (s, raw) => { syncSizes.push(s.length); return z.sync(s, raw); },
+  });
+  assert.ok(Buffer.from(restored.primary).equals(Buffer.from(file)));
+  assert.ok(Buffer.from(restorePack(bytes).primary).equals(Buffer.from(file)));
+  assert.ok(asyncSizes.length > 0 && asyncSizes.every((n) => n >= NODE_ASYNC_MIN_BYTES), `async: ${asyncSizes}`);
+  assert.ok(asyncSizes.some((n) => n < NATIVE_INFLATE_MIN_BYTES), `a stream of 4-32 KiB went to the thread pool: ${asyncSizes}`);
+  assert.ok(syncSizes.some((n) => n < NODE_ASYNC_MIN_BYTES) && syncSizes.every((n) => n < NODE_ASYNC_MIN_BYTES), `sync: ${syncSizes}`);
 });
 
 const CHROMIUM = '/usr/bin/chromium';

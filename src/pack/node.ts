@@ -112,11 +112,12 @@ export function defaultPackPath(modelPath: string): string {
 /**
  * Node's native zlib as the restorer's raw DEFLATE decoder (~2.5x the JavaScript one on the
  * values streams of float weights). Output is capped one byte past the declared length, so an
- * over-long stream is reported as such and never allocates more.
+ * over-long stream is reported as such and never allocates more than its one output chunk.
  */
 export function nodeInflate(stored: Uint8Array, raw: number): Uint8Array {
   try {
-    return zlib.inflateRawSync(stored, { maxOutputLength: raw + 1 });
+    // One output chunk (the default 16 KiB chunks are concatenated: 6-17% slower on 20-500 KB streams).
+    return zlib.inflateRawSync(stored, { chunkSize: raw + 64, maxOutputLength: raw + 1 });
   } catch (e) {
     if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return new Uint8Array(raw + 1);
     throw e;

@@ -11,8 +11,20 @@
 import { ppspDeflatedStreams, type RawInflate } from '../../converters/tfjs/sparse-decode.js';
 import { checkWholePack, PACK_HEADER_BYTES, PackRestorer, restorePack, WEIGHT_KIND_PPSP, type RestoredPack, type RestoreOptions } from './format.js';
 
-/** Streams smaller than this are inflated in JavaScript (break-even: ~16 KB in Node 20, under 8 KB in Chromium). */
+/**
+ * With DecompressionStream, streams smaller than this are inflated in JavaScript: on the page's
+ * thread DecompressionStream only matches the JavaScript decoder on 1-2 MB packs (PaddleOCR
+ * rec/det, Chromium 156: the same times from 4 KiB to 128 KiB, every stream natively 6% slower or more).
+ */
 export const NATIVE_INFLATE_MIN_BYTES = 32 * 1024;
+
+/**
+ * With Node's zlib, streams from this size on go to the thread pool, where they inflate while
+ * this thread decodes the pool and the previous weights (smaller ones: inflateRawSync). PaddleOCR
+ * rec/det packs, Node 20, 2 cores, against 32 KiB: this thread's CPU time 4-13% lower, restores 2-15%
+ * faster when a core is free (docs/performance.md, issue 10 third round).
+ */
+export const NODE_ASYNC_MIN_BYTES = 4 * 1024;
 
 /** Inflates `stored` (`raw` bytes); `later`: the PPSP bytes after this stream's weight. */
 type InflateAsync = (stored: Uint8Array, raw: number, later?: number) => Promise<Uint8Array>;
@@ -104,7 +116,8 @@ export function nodeZlibInflater(): { async: InflateAsync; sync: RawInflate } | 
     async: (stored, raw) => new Promise((resolve, reject) => zlib.inflateRaw(stored, { chunkSize: raw + 64, maxOutputLength: raw + 1 }, (e, out) => (e ? reject(e) : resolve(out)))),
     sync: (stored, raw) => {
       try {
-        return zlib.inflateRawSync(stored, { maxOutputLength: raw + 1 });
+        // One output chunk (the default 16 KiB chunks are concatenated: 6-17% slower on 20-500 KB streams).
+        return zlib.inflateRawSync(stored, { chunkSize: raw + 64, maxOutputLength: raw + 1 });
       } catch (e) {
         if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return new Uint8Array(raw + 1);
         throw e;
@@ -161,7 +174,8 @@ export const NATIVE_AHEAD_BYTES = 8 * 1024 * 1024;
  * NATIVE_AHEAD_BYTES inflated) are inflated natively while the current weight is decoded into its
  * file; then each weight is handed to the restorer with its streams, one at a time.
  */
-export function asyncPackRestorer(options: RestoreOptions, inflateAsync: InflateAsync, dataCrcChecked = false, minBytes = NATIVE_INFLATE_MIN_BYTES, inflateSync?: RawInflate): PackFeeder {
+export function asyncPackRestorer(options: RestoreOptions, inflateAsync: InflateAsync, dataCrcChecked = false, minBytes?: number, inflateSync?: RawInflate): PackFeeder {
+  const min = minBytes ?? (inflateSync ? NODE_ASYNC_MIN_BYTES : NATIVE_INFLATE_MIN_BYTES);
   /** Inflated streams by their offset in the pack, for the weight being decoded. */
   const ready = new Map<number, Uint8Array>();
   const ahead: { bytes: number; result: Promise<Array<[number, Uint8Array] | null>> }[] = [];
@@ -183,7 +197,7 @@ export function asyncPackRestorer(options: RestoreOptions, inflateAsync: Inflate
     const { start, blobEnd } = plan![weight]!;
     const base = buffer.byteOffset;
     // Not before the data CRC is known (streaming): at most the PPSP reader's 1032:1 bound is allocated.
-    const list = ppspDeflatedStreams(buffer.subarray(start, blobEnd)).filter((s) => s.stored.length >= minBytes && s.raw <= s.stored.length * 1032 + 64);
+    const list = ppspDeflatedStreams(buffer.subarray(start, blobEnd)).filter((s) => s.stored.length >= min && s.raw <= s.stored.length * 1032 + 64);
     const bytes = list.reduce((n, s) => n + s.raw, 0);
     return {
       bytes,
@@ -236,9 +250,10 @@ export function asyncPackRestorer(options: RestoreOptions, inflateAsync: Inflate
 
 /**
  * restorePack with the native inflater when the platform has one (same checks, same result),
- * else restorePack itself.
+ * else restorePack itself. `nativeMinBytes`: the smallest stream inflated asynchronously (default
+ * NODE_ASYNC_MIN_BYTES with a synchronous native decoder, else NATIVE_INFLATE_MIN_BYTES).
  */
-export async function restorePackAsync(bytes: Uint8Array, options: RestoreOptions = {}, nativeMinBytes = NATIVE_INFLATE_MIN_BYTES, native = platformInflater()): Promise<RestoredPack> {
+export async function restorePackAsync(bytes: Uint8Array, options: RestoreOptions = {}, nativeMinBytes?: number, native = platformInflater()): Promise<RestoredPack> {
   if (options.inflate || !native) return restorePack(bytes, options);
   try {
     const r = asyncPackRestorer(options, native.async, checkWholePack(bytes, options), nativeMinBytes, native.sync);
