@@ -12,11 +12,14 @@ import { ppspDeflatedStreams, type RawInflate } from '../../converters/tfjs/spar
 import { checkWholePack, PACK_HEADER_BYTES, PackRestorer, restorePack, WEIGHT_KIND_PPSP, type RestoredPack, type RestoreOptions } from './format.js';
 
 /**
- * With DecompressionStream, streams smaller than this are inflated in JavaScript: on the page's
- * thread DecompressionStream only matches the JavaScript decoder on 1-2 MB packs (PaddleOCR
- * rec/det, Chromium 156: the same times from 4 KiB to 128 KiB, every stream natively 6% slower or more).
+ * With DecompressionStream, streams smaller than this are inflated in JavaScript. Since the
+ * JavaScript decoder got ~1.6x faster (docs/performance.md, "JavaScript inflate"), it beats
+ * DecompressionStream on the page for every stream of the PaddleOCR packs (headless Chromium 156,
+ * 3 thresholds in one page, both orders: 1 MiB against 32 KiB 8-9% faster on rec/det 80%, 11-27%
+ * on 50%); the generated 100 MB pack's 2.8 MB value streams still gain from the worker (2.5x a
+ * copy at 1 MiB and at 32 KiB, 3.1x with JavaScript only).
  */
-export const NATIVE_INFLATE_MIN_BYTES = 32 * 1024;
+export const NATIVE_INFLATE_MIN_BYTES = 1024 * 1024;
 
 /**
  * With Node's zlib, streams from this size on go to the thread pool, where they inflate while
