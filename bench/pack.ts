@@ -8,7 +8,8 @@
  * JavaScript inflate: what runs without a native inflate), `unpack(bytes)` of the loader (in Node:
  * zlib, large streams on the thread pool), `prunepack unpack`'s restorePackNode (Node's zlib), and
  * the loader bundled with esbuild in headless Chromium (`unpack(bytes)` there against `slice` there;
- * when /usr/bin/chromium exists). The loader's bundled size (esbuild, minified; it imports no
+ * when /usr/bin/chromium exists). Beside them a floor: the data CRC, the restored files' allocation
+ * and the skeletons' inflate, which every restore does whatever the weights' coding. The loader's bundled size (esbuild, minified; it imports no
  * package; target < 50 KB), and that of an app importing only `unpack`.
  */
 import { execFileSync } from 'node:child_process';
@@ -22,8 +23,10 @@ import { openModel, pruneModel, writeModel } from '../src/index.js';
 import { writeOnnxFiles } from '../converters/onnx/files.js';
 import { writeTfjsFiles } from '../converters/tfjs/files.js';
 import http from 'node:http';
+import zlib from 'node:zlib';
 import { packModelFile, restorePackNode } from '../src/pack/node.js';
-import { restorePack } from '../src/pack/format.js';
+import { readPackIndex, restorePack } from '../src/pack/format.js';
+import { inflateExact } from '../src/pack/pool.js';
 import { unpack } from '../src/loaders/pack.js';
 import { generateTfliteModel } from './tflite-io.js';
 
@@ -70,6 +73,12 @@ export interface PackBenchRow {
   nodeMs: number;
   /** Copying the restored bytes in memory (Uint8Array.slice: allocation + copy), best of N, same process. */
   copyMs: number;
+  /**
+   * What every restore does besides decoding the weights, best of N: the data CRC-32 (zlib's), the
+   * restored files allocated, every skeleton inflated (the loader's own decoder). A floor: no weight
+   * coding can bring a restore under it.
+   */
+  floorMs: number;
   /** The bundled loader in headless Chromium: unpack(bytes) and slice of the restored bytes there. */
   browser: { unpackMs: number; copyMs: number } | null;
   /** The pack bytes (for the browser run, after the Node rows). */
@@ -109,15 +118,23 @@ async function best(repeats: number, fn: () => unknown): Promise<number> {
  * Decode times of a pack (each restoring path) against copying the bytes it restores, in this
  * process: each the best of REPEATS means over >= MIN_SPAN_MS of back-to-back calls.
  */
-async function decodeAndCopy(pack: Uint8Array): Promise<{ decodeMs: number; unpackMs: number; nodeMs: number; copyMs: number; restored: Uint8Array[] }> {
+async function decodeAndCopy(pack: Uint8Array): Promise<{ decodeMs: number; unpackMs: number; nodeMs: number; copyMs: number; floorMs: number; restored: Uint8Array[] }> {
   let restored: Uint8Array[] = [];
   const decodeMs = await best(REPEATS, () => { restored = [...restorePack(pack).files.values()]; });
   const nodeMs = await best(REPEATS, () => { restored = [...restorePackNode(pack).files.values()]; });
   const unpackMs = await best(REPEATS, async () => { restored = [...(await unpack(pack)).files.values()]; });
   let sink = 0;
   const copyMs = await best(REPEATS, () => { for (const b of restored) sink += b.slice()[0] ?? 0; });
+  const { header, files } = readPackIndex(pack);
+  const floorMs = await best(REPEATS, () => {
+    sink += zlib.crc32(pack.subarray(header.dataStart));
+    for (const f of files) {
+      const start = header.dataStart + f.skeletonAt;
+      sink += new Uint8Array(f.size)[0]! + inflateExact(pack.subarray(start, start + f.skeletonStored), f.skeletonRaw, 'skeleton').length;
+    }
+  });
   if (sink < 0) throw new Error('unreachable');
-  return { decodeMs, unpackMs, nodeMs, copyMs, restored };
+  return { decodeMs, unpackMs, nodeMs, copyMs, floorMs, restored };
 }
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -192,7 +209,7 @@ async function measure(label: string, sparsity: number | null, modelPath: string
   const pack = packModelFile(modelPath, { level }).bytes;
   const packMs = performance.now() - t;
   const packExact = packModelFile(modelPath, { exact: true, skipSelfCheck: true, level }).bytes.length;
-  const { decodeMs, unpackMs, nodeMs, copyMs, restored } = await decodeAndCopy(pack);
+  const { decodeMs, unpackMs, nodeMs, copyMs, floorMs, restored } = await decodeAndCopy(pack);
   restored.forEach((b, i) => { if (!Buffer.from(b).equals(Buffer.from(dense[i]!))) throw new Error(`${label}: restored file ${i} differs`); });
   const vsGzip = pack.length / gzip9;
   const vsXz = xz9 === null ? null : pack.length / xz9;
@@ -200,7 +217,7 @@ async function measure(label: string, sparsity: number | null, modelPath: string
   let met: boolean | null = null;
   if (sparsity === 0.8) { target = '<= 0.8x gzip, < xz'; met = vsGzip <= 0.8 && (vsXz === null || vsXz < 1); }
   if (sparsity === 0.5) { target = '<= 0.9x gzip'; met = vsGzip <= 0.9; }
-  return { model: label, sparsity, files: files.length, denseBytes, gzip9, xz9, pack: pack.length, packExact, vsGzip, vsXz, target, met, packMs, decodeMs, unpackMs, nodeMs, copyMs, browser: null, packBytes: pack };
+  return { model: label, sparsity, files: files.length, denseBytes, gzip9, xz9, pack: pack.length, packExact, vsGzip, vsXz, target, met, packMs, decodeMs, unpackMs, nodeMs, copyMs, floorMs, browser: null, packBytes: pack };
 }
 
 /** Runs the benchmark; `workDir` receives the pruned models (default: a fresh temp folder, removed after). */
@@ -260,17 +277,18 @@ export async function runPackBenchmark(options: { workDir?: string; sparsities?:
   rows.forEach((r, i) => { r.browser = inBrowser?.[i] ?? null; delete r.packBytes; });
   const loader = bundlePackLoader();
   const unpackOnly = bundlePackLoader(['unpack']);
-  log('| model | dense B | gzip -9 B | xz -9 B | pack B | --exact B | pack/gzip | pack/xz | target | met | pack ms | copy ms | restorePack ms | /copy | unpack(bytes) ms | /copy | CLI (zlib) ms | /copy | Chromium copy ms | Chromium unpack ms | /copy |');
-  log('|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  log('| model | dense B | gzip -9 B | xz -9 B | pack B | --exact B | pack/gzip | pack/xz | target | met | pack ms | copy ms | floor ms | /copy | restorePack ms | /copy | unpack(bytes) ms | /copy | CLI (zlib) ms | /copy | Chromium copy ms | Chromium unpack ms | /copy |');
+  log('|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     const br = r.browser;
-    log(`| ${r.model} | ${r.denseBytes} | ${r.gzip9} | ${r.xz9 ?? 'n/a'} | ${r.pack} | ${r.packExact} | ${r.vsGzip.toFixed(3)} | ${r.vsXz?.toFixed(3) ?? 'n/a'} | ${r.target} | ${r.met === null ? '-' : r.met ? 'yes' : 'NO'} | ${r.packMs.toFixed(0)} | ${r.copyMs.toFixed(2)} | ${r.decodeMs.toFixed(1)} | ${(r.decodeMs / r.copyMs).toFixed(1)} | ${r.unpackMs.toFixed(1)} | ${(r.unpackMs / r.copyMs).toFixed(1)} | ${r.nodeMs.toFixed(1)} | ${(r.nodeMs / r.copyMs).toFixed(1)} | ${br ? br.copyMs.toFixed(2) : 'n/a'} | ${br ? br.unpackMs.toFixed(1) : 'n/a'} | ${br ? (br.unpackMs / br.copyMs).toFixed(1) : 'n/a'} |`);
+    log(`| ${r.model} | ${r.denseBytes} | ${r.gzip9} | ${r.xz9 ?? 'n/a'} | ${r.pack} | ${r.packExact} | ${r.vsGzip.toFixed(3)} | ${r.vsXz?.toFixed(3) ?? 'n/a'} | ${r.target} | ${r.met === null ? '-' : r.met ? 'yes' : 'NO'} | ${r.packMs.toFixed(0)} | ${r.copyMs.toFixed(2)} | ${r.floorMs.toFixed(2)} | ${(r.floorMs / r.copyMs).toFixed(1)} | ${r.decodeMs.toFixed(1)} | ${(r.decodeMs / r.copyMs).toFixed(1)} | ${r.unpackMs.toFixed(1)} | ${(r.unpackMs / r.copyMs).toFixed(1)} | ${r.nodeMs.toFixed(1)} | ${(r.nodeMs / r.copyMs).toFixed(1)} | ${br ? br.copyMs.toFixed(2) : 'n/a'} | ${br ? br.unpackMs.toFixed(1) : 'n/a'} | ${br ? (br.unpackMs / br.copyMs).toFixed(1) : 'n/a'} |`);
     const b = `pack ${r.model}`;
     results.push(
       { benchmark: b, metric: 'dense bytes', value: r.denseBytes },
       { benchmark: b, metric: 'pack bytes', value: r.pack },
       { benchmark: b, metric: 'pack / gzip -9', value: r.vsGzip, ...(r.sparsity === 0.8 ? { target: '<= 0.8' } : r.sparsity === 0.5 ? { target: '<= 0.9' } : {}) },
       ...(r.vsXz === null ? [] : [{ benchmark: b, metric: 'pack / xz -9', value: r.vsXz, ...(r.sparsity === 0.8 ? { target: '< 1' } : {}) }]),
+      { benchmark: b, metric: 'floor (data CRC, files allocated, skeletons inflated) / memory copy of the restored bytes', value: r.floorMs / r.copyMs },
       { benchmark: b, metric: 'decode / memory copy of the restored bytes', value: r.decodeMs / r.copyMs, target: '<= 3' },
       { benchmark: b, metric: 'loader unpack(bytes) / memory copy of the restored bytes', value: r.unpackMs / r.copyMs, target: '<= 3' },
       { benchmark: b, metric: 'restorePackNode (zlib) / memory copy of the restored bytes', value: r.nodeMs / r.copyMs, target: '<= 3' },
