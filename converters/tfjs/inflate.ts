@@ -16,7 +16,7 @@
 export class InflateError extends Error {}
 
 const ENDS_EARLY = 'the stream ends early';
-/** The caller (sparse-decode.ts) tells this one apart by its text. */
+/** The callers (sparse-decode.ts, src/pack/pool.ts) tell this one apart by its text. */
 const TOO_LONG = 'the stream inflates to more bytes than expected';
 
 // Lengths and distances of the length and distance codes (RFC 1951, 3.2.5): base << 4 | extra bits.
