@@ -288,6 +288,51 @@ describe('the >2 GB layout: Buffer.offset/size, weights read on demand', () => {
 });
 
 describe('command line', () => {
+  test('the read-back reads the written file from disk: a weight damaged there before the check fails the convert, and nothing is renamed', async () => {
+    const dir = tempDir('convert-readback');
+    try {
+      const model = path.join(dir, 'fc.tflite');
+      fs.writeFileSync(model, fullyConnectedModel([256, 512, 256, 8], 0.8));
+      // The same bytes as the run below will write (the writer is deterministic): where the largest weight's stored values lie.
+      const reference = path.join(dir, 'reference.tflite');
+      await exec(process.execPath, [CLI, 'convert', model, '--to', 'tflite-sparse', '-o', reference, '--no-verify']);
+      const refBytes = new Uint8Array(fs.readFileSync(reference));
+      const largest = readModel({ ...readModelSource(reference), path: reference }).model.weights
+        .filter((w) => w.sparsity).sort((a, b) => b.bytes.length - a.bytes.length)[0]!;
+      const at = largest.bytes.byteOffset + (largest.bytes.length >> 1);
+      assert.ok(at > 0 && at < refBytes.length, `values at byte ${at}`);
+      // Pause after the last byte is written (before fsync and the read-back), damage that byte of the temporary file, let it go on.
+      const out = path.join(dir, 'out.tflite');
+      const child = execFile(process.execPath, [CLI, 'convert', model, '--to', 'tflite-sparse', '-o', out],
+        { env: { ...process.env, PRUNEPACK_TEST_PAUSE_AFTER_BYTES: String(refBytes.length), PRUNEPACK_TEST_PAUSE_MS: '3000' } });
+      let stderr = '';
+      let damaged = false;
+      child.stderr!.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        const m = /prunepack test pause: [^(]*\((.*)\)/.exec(stderr);
+        if (m && !damaged) {
+          damaged = true;
+          const fd = fs.openSync(m[1]!, 'r+');
+          const b = Buffer.alloc(1);
+          fs.readSync(fd, b, 0, 1, at);
+          assert.equal(b[0], refBytes[at], 'the temporary file holds the reference bytes');
+          b[0] = b[0]! ^ 0x40;
+          fs.writeSync(fd, b, 0, 1, at);
+          fs.closeSync(fd);
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      assert.ok(damaged, `paused: ${stderr}`);
+      assert.notEqual(code, 0, stderr);
+      assert.match(stderr, /a weight differs in the output/);
+      assert.ok(stderr.includes(largest.name), `names the weight ${largest.name}: ${stderr}`);
+      assert.ok(!fs.existsSync(out), 'nothing renamed into place');
+      assert.deepEqual(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp')), [], 'no temporary file left');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('--jobs 2 writes the file --jobs 1 writes, checked in the runtime; bad --jobs values are refused', async () => {
     const dir = tempDir('convert-jobs');
     try {
