@@ -311,6 +311,11 @@ describe('corrupt packs', () => {
     assert.throws(() => inflateExact(stream, 100, 'x', nodeInflate), (e: unknown) => isCorrupt(e) && /wrong length/.test((e as Error).message) && /more than 100/.test((e as PrunepackError).found ?? ''));
     assert.throws(() => inflateExact(stream, 1001, 'x', nodeInflate), (e: unknown) => isCorrupt(e) && /wrong length/.test((e as Error).message));
     assert.throws(() => inflateExact(new Uint8Array([1, 2, 3, 4, 5]), 10, 'x', nodeInflate), (e: unknown) => isCorrupt(e) && /not valid DEFLATE/.test((e as Error).message));
+    // The loader's own decoder: the same three outcomes.
+    assert.equal(inflateExact(stream, 1000, 'x').length, 1000);
+    assert.throws(() => inflateExact(stream, 100, 'x'), (e: unknown) => isCorrupt(e) && /wrong length/.test((e as Error).message) && /more than 100/.test((e as PrunepackError).found ?? ''));
+    assert.throws(() => inflateExact(stream, 1001, 'x'), (e: unknown) => isCorrupt(e) && /wrong length/.test((e as Error).message));
+    assert.throws(() => inflateExact(new Uint8Array([1, 2, 3, 4, 5]), 10, 'x'), (e: unknown) => isCorrupt(e) && /not valid DEFLATE/.test((e as Error).message));
   });
 
   it('a damaged PPSP weight is named in the error', () => {

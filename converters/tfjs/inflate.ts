@@ -16,8 +16,12 @@
 export class InflateError extends Error {}
 
 const ENDS_EARLY = 'the stream ends early';
-/** The callers (sparse-decode.ts, src/pack/pool.ts) tell this one apart by its text. */
 const TOO_LONG = 'the stream inflates to more bytes than expected';
+
+/** The stream holds more bytes than `out` (callers report a wrong length rather than bad data). */
+export function isTooLong(e: unknown): boolean {
+  return e instanceof InflateError && e.message === TOO_LONG;
+}
 
 // Lengths and distances of the length and distance codes (RFC 1951, 3.2.5): base << 4 | extra bits.
 const LENGTHS = new Int32Array(29);

@@ -10,7 +10,7 @@
  * dense size against the caller's expectation; then every index entry while scattering.
  */
 import { PrunepackError } from '../../src/errors.js';
-import { inflateInto } from './inflate.js';
+import { inflateInto, isTooLong } from './inflate.js';
 import { portableCrc32 as crc32 } from '../../src/sparsity/crc32.js';
 
 const FORMAT = 'prunepack sparse blob';
@@ -118,7 +118,7 @@ function stream(blob: Uint8Array, at: number, stored: number, raw: number, defla
   try {
     inflated = inflateInto(bytes, out);
   } catch (e) {
-    if (/more bytes than expected/.test((e as Error).message)) throw corrupt(`${what} inflates to the wrong length`, where, at, `${raw} bytes`, `more than ${raw} bytes`);
+    if (isTooLong(e)) throw corrupt(`${what} inflates to the wrong length`, where, at, `${raw} bytes`, `more than ${raw} bytes`);
     throw corrupt(`${what} is not valid DEFLATE data (${(e as Error).message})`, where, at, 'a raw DEFLATE stream', `${stored} undecodable bytes`, e);
   }
   if (inflated !== raw) throw corrupt(`${what} inflates to the wrong length`, where, at, `${raw} bytes`, inflated > raw ? `more than ${raw} bytes` : `${inflated} bytes`);

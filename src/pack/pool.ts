@@ -8,7 +8,7 @@ import { PrunepackError } from '../errors.js';
 import { rangeDecodeBytes } from './range-coder.js';
 import { ByteReader } from './varint.js';
 import type { RawInflate } from '../../converters/tfjs/sparse-decode.js';
-import { inflateInto } from '../../converters/tfjs/inflate.js';
+import { inflateInto, isTooLong } from '../../converters/tfjs/inflate.js';
 
 export const CODING_STORED = 0;
 export const CODING_DEFLATE = 1;
@@ -43,7 +43,7 @@ export function inflateExact(stored: Uint8Array, raw: number, where: string, inf
       got = got.subarray(0, inflateInto(stored, got));
     }
   } catch (e) {
-    if (!/more bytes than expected/.test((e as Error).message)) {
+    if (!isTooLong(e)) {
       throw new PrunepackError('CORRUPT', `${where} is not valid DEFLATE data (${(e as Error).message})`, {
         format: 'prunepack pack', location: where, expected: 'a raw DEFLATE stream', found: `${stored.length} undecodable bytes`, cause: e,
       });
