@@ -36,8 +36,10 @@ function fillOf(bytes: Uint8Array, width: number): { fill: number; count: number
  * coding. The range decoder takes ~7 ns per bit (~55 ns per byte, the same on every stream of the
  * bench packs), far slower than inflating: a plane that it shrinks by a few percent costs decode
  * time out of proportion (the float32 plane below the exponent, coded with context, saved 4.7% of
- * that plane in PaddleOCR rec and 5.8% in det, 0.1-0.2% of their packs, for ~25% of their pool
- * decode time). Masks and exponent planes save 30-85% and keep it.
+ * that plane in PaddleOCR rec and 5.8% in det, 0.1-0.2% of their packs). With this share the
+ * masks of the bench packs are deflated (range coding was 0-6% smaller) and the exponent planes
+ * stay range-coded (deflated, the pools would be 2.5-6 KB larger); pool decoding took 0.55-0.86x
+ * the time, for packs 0.1-4% larger.
  */
 export const RANGE_MAX_SHARE = 0.92;
 
@@ -48,15 +50,13 @@ export const RANGE_MAX_SHARE = 0.92;
 function writeStream(w: ByteWriter, raw: Uint8Array, context: Uint8Array | null, level: DeflateLevel): void {
   let coding = CODING_STORED;
   let best = raw;
-  const consider = (c: number, bytes: Uint8Array, share = 1) => { if (bytes.length < best.length * share) { coding = c; best = bytes; } };
+  const consider = (c: number, bytes: Uint8Array) => { if (bytes.length < best.length) { coding = c; best = bytes; } };
   if (raw.length > 0) {
     consider(CODING_DEFLATE, deflateSync(raw, { level }));
-    const fast = best.length;
-    consider(CODING_RANGE, rangeEncodeBytes(raw, null), RANGE_MAX_SHARE);
-    if (context) {
-      const coded = rangeEncodeBytes(raw, context);
-      if (coded.length <= fast * RANGE_MAX_SHARE) consider(CODING_RANGE_CONTEXT, coded);
-    }
+    const slowLimit = best.length * RANGE_MAX_SHARE;
+    const considerSlow = (c: number, bytes: Uint8Array) => { if (bytes.length <= slowLimit) consider(c, bytes); };
+    considerSlow(CODING_RANGE, rangeEncodeBytes(raw, null));
+    if (context) considerSlow(CODING_RANGE_CONTEXT, rangeEncodeBytes(raw, context));
   }
   w.u8(coding).varint(raw.length).varint(best.length).bytes(best);
 }
