@@ -17,6 +17,8 @@ import { modelFolder, readShardFile } from '../../converters/tfjs/shard-files.js
 import { checkPackName, restorePack, type PackModelFormat, type RestoreOptions, type RestoredPack } from './format.js';
 import { locateWeights, type ExternalRangeRef } from './locate.js';
 import { buildPack, type PackInputFile, type PackOptions, type PackReport } from './write.js';
+import { zlibInflaters } from './restore-async.js';
+import type { RawInflate } from '../../converters/tfjs/sparse-decode.js';
 
 export interface ModelFiles {
   format: PackModelFormat;
@@ -111,18 +113,10 @@ export function defaultPackPath(modelPath: string): string {
 
 /**
  * Node's native zlib as the restorer's raw DEFLATE decoder (~2.5x the JavaScript one on the
- * values streams of float weights). Output is capped one byte past the declared length, so an
- * over-long stream is reported as such and never allocates more than its one output chunk.
+ * values streams of float weights): the loader's synchronous zlib decoder (zlibInflaters), output
+ * capped one byte past the declared length.
  */
-export function nodeInflate(stored: Uint8Array, raw: number): Uint8Array {
-  try {
-    // One output chunk (the default 16 KiB chunks are concatenated: 6-17% slower on 20-500 KB streams).
-    return zlib.inflateRawSync(stored, { chunkSize: raw + 64, maxOutputLength: raw + 1 });
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return new Uint8Array(raw + 1);
-    throw e;
-  }
-}
+export const nodeInflate: RawInflate = zlibInflaters(zlib).sync;
 
 /** restorePack with Node's zlib (what `prunepack unpack` runs). */
 export function restorePackNode(bytes: Uint8Array, options: RestoreOptions = {}): RestoredPack {

@@ -107,19 +107,27 @@ interface NodeZlib {
 
 /**
  * Node's zlib, looked up at run time (`process.getBuiltinModule`, Node >= 20.16) so that the
- * loader imports no Node module: the large streams are inflated in one call each on libuv's thread
- * pool (while this thread decodes the previous weight: DecompressionStream in Node inflates one
- * 16 KiB chunk per event-loop turn, so it stalls while the decoding runs), the rest with
- * inflateRawSync. Undefined elsewhere. The output is capped one byte past the declared length (a
- * longer stream is then reported by the length check).
+ * loader imports no Node module (zlibInflaters). Undefined elsewhere.
  */
 export function nodeZlibInflater(): { async: InflateAsync; sync: RawInflate } | undefined {
   const zlib = (globalThis as { process?: { getBuiltinModule?: (id: string) => NodeZlib } }).process?.getBuiltinModule?.('zlib');
-  return zlib && {
+  return zlib && zlibInflaters(zlib);
+}
+
+/**
+ * Raw DEFLATE through `zlib`: the large streams are inflated in one call each on libuv's thread
+ * pool (while this thread decodes the previous weight: DecompressionStream in Node inflates one
+ * 16 KiB chunk per event-loop turn, so it stalls while the decoding runs), the rest with
+ * inflateRawSync (also `prunepack unpack`'s decoder, src/pack/node.ts). The output is one chunk
+ * (the default 16 KiB chunks are concatenated: 6-17% slower on 20-500 KB streams), capped one byte
+ * past the declared length (a longer stream is then reported by the length check, and never
+ * allocates more).
+ */
+export function zlibInflaters(zlib: NodeZlib): { async: InflateAsync; sync: RawInflate } {
+  return {
     async: (stored, raw) => new Promise((resolve, reject) => zlib.inflateRaw(stored, { chunkSize: raw + 64, maxOutputLength: raw + 1 }, (e, out) => (e ? reject(e) : resolve(out)))),
     sync: (stored, raw) => {
       try {
-        // One output chunk (the default 16 KiB chunks are concatenated: 6-17% slower on 20-500 KB streams).
         return zlib.inflateRawSync(stored, { chunkSize: raw + 64, maxOutputLength: raw + 1 });
       } catch (e) {
         if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return new Uint8Array(raw + 1);
