@@ -9,8 +9,9 @@
  * zlib, large streams on the thread pool), `prunepack unpack`'s restorePackNode (Node's zlib), and
  * the loader bundled with esbuild in headless Chromium (`unpack(bytes)` there against `slice` there;
  * when /usr/bin/chromium exists). Beside them a floor: the data CRC, the restored files' allocation
- * and the skeletons' inflate, which every restore does whatever the weights' coding. The loader's bundled size (esbuild, minified; it imports no
- * package; target < 50 KB), and that of an app importing only `unpack`.
+ * and the skeletons' inflate, which every restore does whatever the weights' coding. The loader's
+ * bundled size (esbuild, minified; it imports no package; target < 50 KB), and that of an app
+ * importing only `unpack`.
  */
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';

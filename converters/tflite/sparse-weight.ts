@@ -214,7 +214,6 @@ function nativeLayouts(m: ZeroMask, dtype: DType, elementBytes: number, choice: 
 /** Memory byte order (the word-wide mask writes assume little-endian; others take the byte loop). */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-
 /** Negative zeros seen by the last maskFloat32Words call. */
 let wordNegativeZeros = 0;
 

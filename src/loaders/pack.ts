@@ -9,10 +9,10 @@
  * Browser-safe and small: its import graph is src/pack/ (format.ts, restore-async.ts, pool.ts,
  * range-coder.ts, varint.ts), the decode-only PPSP reader (converters/tfjs/sparse-decode.ts,
  * inflate.ts: its own raw DEFLATE reader), errors.ts and TF.js manifest decoding; no package and no
- * node: imports. Large streams are
- * inflated natively where the platform can (src/pack/restore-async.ts): Node's zlib, found at run
- * time; DecompressionStream('deflate-raw') in browsers, in a worker for large packs. A URL is fetched as a stream and each section (a file's skeleton,
- * then one weight at a time) is decoded as soon as its bytes have arrived.
+ * node: imports. Large streams are inflated natively where the platform can
+ * (src/pack/restore-async.ts): Node's zlib, found at run time; DecompressionStream('deflate-raw')
+ * in browsers, in a worker for large packs. A URL is fetched as a stream and each section (a
+ * file's skeleton, then one weight at a time) is decoded as soon as its bytes have arrived.
  */
 import { PrunepackError } from '../errors.js';
 import { PackRestorer, PACK_HEADER_BYTES, type RestoredPack, type RestoreOptions } from '../pack/format.js';
