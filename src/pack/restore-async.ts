@@ -72,9 +72,9 @@ let workerUrl: string | undefined;
  * take turns. Each stream is copied (a view would send its whole buffer) and transferred; the
  * result comes back transferred. (Transferring detaches the copy, which disables V8's
  * ArrayBufferDetaching protector in this thread, see src/parallel/worker.ts; cloning instead was
- * ~10% slower on the 100 MB pack in Chromium, 152 against 139 ms, the decode did not slow.) Null where there are no workers or Blob URLs; a worker that
- * fails (e.g. refused by a Content-Security-Policy) rejects its streams, which the JavaScript
- * decoder then inflates.
+ * ~10% slower on the 100 MB pack in Chromium, 152 against 139 ms, the decode did not slow.)
+ * Null where there are no workers or Blob URLs; a worker that fails (e.g. refused by a
+ * Content-Security-Policy) rejects its streams, which the JavaScript decoder then inflates.
  */
 export function workerInflater(): { async: InflateAsync; end: () => void } | null {
   let w: Worker;
